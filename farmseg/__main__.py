@@ -1,0 +1,3 @@
+from farmseg._entry import run
+
+run()

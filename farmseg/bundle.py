@@ -1,0 +1,222 @@
+"""Model bundles: a folder with model.safetensors, farmseg.json and model.onnx.
+
+This module reads and writes the metadata only; it never imports torch and never
+unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from farmseg.errors import ModelError
+
+SCHEMA_VERSION = 1
+META_NAME = "farmseg.json"
+WEIGHTS_NAME = "model.safetensors"
+ONNX_NAME = "model.onnx"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
+CLASS_NAMES = ["background", "field", "boundary"]
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def app_root() -> Path:
+    """Folder holding models/ and resources/ (the repo, or the frozen app folder)."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    return Path(frozen) if frozen else Path(__file__).resolve().parent.parent
+
+
+def bundled_models_dir() -> Path:
+    return app_root() / "models"
+
+
+def user_models_dir() -> Path:
+    """Where fine-tuned models go: $FARMSEG_MODEL_DIR or the user's data folder."""
+    env = os.environ.get("FARMSEG_MODEL_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "farmseg" / "models"
+
+
+@dataclass
+class ModelBundle:
+    """A loaded bundle description; weights are loaded by an engine."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.path.name)
+
+    @property
+    def arch(self) -> str:
+        return str(self.meta["arch"])
+
+    @property
+    def encoder(self) -> str:
+        return str(self.meta["encoder"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def bands(self) -> list[int]:
+        """1-based raster band indexes the model reads, in order."""
+        return [int(b) for b in self.meta["input"]["bands"]]
+
+    @property
+    def band_names(self) -> list[str]:
+        return list(self.meta["input"].get("band_names", [str(b) for b in self.bands]))
+
+    @property
+    def dtype(self) -> str:
+        return str(self.meta["input"]["dtype"])
+
+    @property
+    def pixel_size_m(self) -> float | None:
+        value = self.meta["input"].get("pixel_size_m")
+        return float(value) if value else None
+
+    @property
+    def scaling(self) -> dict[str, Any]:
+        return dict(self.meta["scaling"])
+
+    @property
+    def tile(self) -> int:
+        return int(self.meta.get("inference", {}).get("tile", 512))
+
+    @property
+    def overlap(self) -> int:
+        return int(self.meta.get("inference", {}).get("overlap", 64))
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(self.meta.get("postprocess", {}))
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS_NAME
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX_NAME
+
+    @property
+    def has_onnx(self) -> bool:
+        return self.onnx_path.is_file()
+
+    def describe(self) -> str:
+        """One line: what the model expects."""
+        px = f"{self.pixel_size_m:g} m" if self.pixel_size_m else "any pixel size"
+        partial = " (partial)" if self.meta.get("partial") else ""
+        return (
+            f"{self.name}{partial}: {self.arch}/{self.encoder}, bands {self.band_names} "
+            f"{self.dtype}, {px}, classes {self.classes}"
+        )
+
+
+def resolve_bundle_path(name_or_path: str | Path) -> Path:
+    """Turn `default`, a bundle name or a folder path into a bundle folder."""
+    text = str(name_or_path)
+    if text == "default":
+        return bundled_models_dir() / "default"
+    candidate = Path(text).expanduser()
+    if candidate.exists() or os.sep in text or "/" in text:
+        return candidate
+    for folder in (bundled_models_dir(), user_models_dir()):
+        if (folder / text).is_dir():
+            return folder / text
+    raise ModelError(text, "no such model (not a folder, and no bundle of that name in "
+                     f"{bundled_models_dir()} or {user_models_dir()})")
+
+
+def load_bundle(name_or_path: str | Path) -> ModelBundle:
+    """Read and check a bundle's metadata; refuse pickles and future schemas."""
+    path = resolve_bundle_path(name_or_path)
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(path, "is a pickle checkpoint, which farmseg never loads (it can run "
+                         "code); convert it with `farmseg import-checkpoint FILE --arch A "
+                         "--encoder E --out DIR` if you trust its author")
+    if not path.exists():
+        raise ModelError(path, "model bundle not found")
+    if not path.is_dir():
+        raise ModelError(path, "is not a model bundle folder (expected farmseg.json + "
+                         "model.safetensors)")
+    meta_path = path / META_NAME
+    if not meta_path.is_file():
+        raise ModelError(path, f"not a model bundle: {META_NAME} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(meta_path, f"unreadable metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(meta_path, "metadata is not a JSON object")
+    version = meta.get("schema_version")
+    if not isinstance(version, int):
+        raise ModelError(meta_path, "metadata has no schema_version")
+    if version > SCHEMA_VERSION:
+        raise ModelError(meta_path, f"made by a newer farmseg (schema {version}, this "
+                         f"version reads up to {SCHEMA_VERSION}); update farmseg")
+    for key in ("arch", "encoder", "classes", "input", "scaling"):
+        if key not in meta:
+            raise ModelError(meta_path, f"metadata lacks '{key}'")
+    if not (path / WEIGHTS_NAME).is_file():
+        raise ModelError(path, f"{WEIGHTS_NAME} is missing")
+    return ModelBundle(path=path, meta=meta)
+
+
+def list_bundles() -> list[ModelBundle]:
+    """Every loadable bundle: bundled ones first, then the user's."""
+    found = []
+    for folder in (bundled_models_dir(), user_models_dir()):
+        if not folder.is_dir():
+            continue
+        for sub in sorted(folder.iterdir()):
+            if sub.is_dir() and (sub / META_NAME).is_file() and not sub.name.startswith("."):
+                try:
+                    found.append(load_bundle(sub))
+                except ModelError:
+                    continue
+    return found
+
+
+def write_bundle_atomically(dest: Path, fill: Any) -> Path:
+    """Create bundle folder `dest` complete or not at all.
+
+    `fill(tmpdir)` writes the files into a temporary folder beside `dest`; the folder
+    is then renamed into place (replacing an older bundle of that name).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        fill(tmp)
+        for item in tmp.iterdir():
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    (folder / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")

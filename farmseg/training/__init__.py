@@ -1,0 +1,1 @@
+"""Training core: labeled samples, the training loop and its bundle output."""

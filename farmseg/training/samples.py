@@ -1,0 +1,144 @@
+"""Labeled training images: find them, check them, load them into memory.
+
+Training tiles are small (a few thousand pixels a side at most), so each is read whole.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from farmseg.errors import InputError
+from farmseg.labels import mask_from_binary, mask_from_polygons
+
+RASTER_SUFFIXES = (".tif", ".tiff")
+VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
+
+
+@dataclass
+class Sample:
+    """One labeled image in memory: raw bands, 3-class mask and valid-pixel mask."""
+
+    name: str
+    image: np.ndarray  # (bands, h, w) raw values
+    mask: np.ndarray  # (h, w) uint8 0/1/2
+    valid: np.ndarray  # (h, w) bool
+    dtype: str
+    pixel_size: float
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mask.shape
+
+
+def find_labeled_pairs(data_dir: Path) -> list[tuple[Path, Path]]:
+    """(image, label) pairs from DIR/images with DIR/masks (same stem) or DIR/fields."""
+    data_dir = Path(data_dir)
+    images_dir = data_dir / "images"
+    if not images_dir.is_dir():
+        raise InputError(data_dir, "no images/ folder (expected images/*.tif with masks/*.tif "
+                         "or fields/*.geojson of the same names)")
+    pairs = []
+    for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in RASTER_SUFFIXES):
+        label = _label_for(data_dir, image.stem)
+        if label is None:
+            raise InputError(image, "has no label: expected masks/<same name>.tif or "
+                             "fields/<same name>.geojson|.gpkg|.shp")
+        pairs.append((image, label))
+    if not pairs:
+        raise InputError(images_dir, "holds no .tif images")
+    return pairs
+
+
+def _label_for(data_dir: Path, stem: str) -> Path | None:
+    for suffix in RASTER_SUFFIXES:
+        candidate = data_dir / "masks" / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    for suffix in VECTOR_SUFFIXES:
+        candidate = data_dir / "fields" / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = None) -> Sample:
+    """Read one image and its label, checking grids, classes and values."""
+    try:
+        with rasterio.open(image_path) as src:
+            use = bands or list(range(1, src.count + 1))
+            if max(use) > src.count:
+                raise InputError(image_path, f"has {src.count} bands, the model reads bands {use}")
+            image = src.read(use)
+            valid = src.dataset_mask() > 0
+            transform, crs, shape = src.transform, src.crs, (src.height, src.width)
+            dtype = src.dtypes[0]
+            pixel = abs(src.transform.a) or 1.0
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(image_path, f"cannot read image ({exc})") from None
+    if np.issubdtype(image.dtype, np.floating):
+        valid &= np.all(np.isfinite(image), axis=0)
+    if label_path.suffix.lower() in RASTER_SUFFIXES:
+        mask = _read_mask(label_path, shape, transform, crs)
+    else:
+        mask = mask_from_polygons(label_path, shape, transform, crs)
+    if not np.any(mask[valid] > 0):
+        raise InputError(label_path, "labels no field pixel (empty mask)")
+    if not valid.any():
+        raise InputError(image_path, "holds only nodata")
+    return Sample(image_path.stem, image, mask, valid, dtype, pixel,
+                  [str(image_path), str(label_path)])
+
+
+def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
+    try:
+        with rasterio.open(path) as src:
+            if (src.height, src.width) != shape:
+                raise InputError(path, f"mask is {src.width}x{src.height} px, its image is "
+                                 f"{shape[1]}x{shape[0]}")
+            if src.crs != crs or not src.transform.almost_equals(transform):
+                raise InputError(path, "mask grid (CRS or geotransform) differs from its image")
+            mask = src.read(1)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(path, f"cannot read mask ({exc})") from None
+    values = np.unique(mask)
+    if values.min() < 0 or values.max() > 2:
+        raise InputError(path, f"mask classes must be 0 (background), 1 (field), 2 (boundary); "
+                         f"found {values.tolist()[:8]}")
+    if values.max() <= 1:
+        return mask_from_binary(mask)
+    return mask.astype(np.uint8)
+
+
+def split_validation(samples: list[Sample], fraction: float, seed: int
+                     ) -> tuple[list[Sample], list[Sample]]:
+    """Whole images for validation when there are >= 5, else a strip of each image."""
+    if fraction <= 0:
+        return samples, []
+    if len(samples) >= 5:
+        order = list(range(len(samples)))
+        random.Random(seed).shuffle(order)
+        n_val = max(1, round(len(samples) * fraction))
+        val_ids = set(order[:n_val])
+        return ([s for i, s in enumerate(samples) if i not in val_ids],
+                [s for i, s in enumerate(samples) if i in val_ids])
+    train, val = [], []
+    for sample in samples:
+        h, w = sample.shape
+        if w >= h:  # strip off the east side
+            cut = w - max(1, int(math.ceil(w * fraction)))
+            parts = (np.s_[:, :cut], np.s_[:, cut:])
+        else:  # strip off the south side
+            cut = h - max(1, int(math.ceil(h * fraction)))
+            parts = (np.s_[:cut, :], np.s_[cut:, :])
+        for target, sl, tag in ((train, parts[0], "train"), (val, parts[1], "val")):
+            target.append(Sample(f"{sample.name}[{tag}]", sample.image[(slice(None),) + sl],
+                                 sample.mask[sl], sample.valid[sl], sample.dtype,
+                                 sample.pixel_size, sample.files))
+    return train, val

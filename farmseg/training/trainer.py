@@ -1,0 +1,343 @@
+"""The training loop (imports torch): random crops, class-weighted loss, best checkpoint.
+
+`train_job` is a generator of Progress; closing it (cancel, Ctrl-C) writes the best epoch
+so far as a complete bundle marked `partial`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from farmseg import __version__
+from farmseg.bundle import (CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, SCHEMA_VERSION,
+                            WEIGHTS_NAME, load_bundle, write_bundle_atomically, write_meta)
+from farmseg.errors import InputError
+from farmseg.jobs import Job, Progress
+from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bundle,
+                          save_weights, smp_arch, smp_encoder)
+from farmseg.scaling import apply_scaling, fixed_scaling, percentile_scaling
+from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample,
+                                      split_validation)
+
+CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; recorded in the bundle's provenance."""
+
+    data: str
+    out: str
+    base: str | None = None
+    arch: str = "unet"
+    encoder: str = "efficientnet-lite0"
+    epochs: int = 10
+    tile: int = 256
+    batch: int = 8
+    lr: float = 1e-3
+    val_fraction: float = 0.2
+    freeze_encoder: bool = False
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    checkpoint: bool = False  # also write the best epoch (marked partial) as training goes
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    train_loss: float
+    val_iou: float | None
+    seconds: float
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA GPU is available")
+    return torch.device(name)
+
+
+def choose_scaling(samples: list[Sample], base_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep the base model's scaling for data of its dtype; else stretch this data."""
+    dtype = samples[0].dtype
+    if base_meta is not None and base_meta["input"]["dtype"] == dtype:
+        return dict(base_meta["scaling"])
+    if dtype == "uint8":
+        return fixed_scaling([0.0] * samples[0].image.shape[0], [255.0] * samples[0].image.shape[0])
+    rng = np.random.default_rng(0)
+    stacks, valids = [], []
+    for s in samples:
+        flat = s.image.reshape(s.image.shape[0], -1)
+        idx = rng.choice(flat.shape[1], size=min(flat.shape[1], 200_000), replace=False)
+        stacks.append(flat[:, idx].astype(np.float64))
+        valids.append(s.valid.reshape(-1)[idx])
+    return percentile_scaling(np.concatenate(stacks, axis=1), np.concatenate(valids))
+
+
+class CropSampler:
+    """Random augmented crops (flips, 90° turns, colour jitter) from in-memory samples."""
+
+    def __init__(self, samples: list[Sample], crop: int, scaling: dict[str, Any], seed: int):
+        self.samples = samples
+        self.crop = crop
+        self.scaling = scaling
+        self.rng = np.random.default_rng(seed)
+        sizes = np.array([s.shape[0] * s.shape[1] for s in samples], dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        images, masks = [], []
+        for _ in range(n):
+            sample = self.samples[self.rng.choice(len(self.samples), p=self.weights)]
+            h, w = sample.shape
+            y = self.rng.integers(0, h - self.crop + 1)
+            x = self.rng.integers(0, w - self.crop + 1)
+            img = sample.image[:, y:y + self.crop, x:x + self.crop]
+            msk = sample.mask[y:y + self.crop, x:x + self.crop].astype(np.int64)
+            msk = np.where(sample.valid[y:y + self.crop, x:x + self.crop], msk, -100)
+            net = apply_scaling(img, self.scaling, [0.0] * img.shape[0], [1.0] * img.shape[0])
+            gain = self.rng.uniform(0.8, 1.2, size=(net.shape[0], 1, 1)).astype(np.float32)
+            net = np.clip(net * gain + self.rng.uniform(-0.08, 0.08), 0, 1)
+            k = int(self.rng.integers(0, 4))
+            net, msk = np.rot90(net, k, axes=(1, 2)), np.rot90(msk, k)
+            if self.rng.random() < 0.5:
+                net, msk = net[:, :, ::-1], msk[:, ::-1]
+            images.append(net)
+            masks.append(msk)
+        batch = np.stack(images).astype(np.float32)
+        mean = np.asarray(IMAGENET_MEAN[: batch.shape[1]] + [0.5] * max(0, batch.shape[1] - 3),
+                          np.float32)
+        std = np.asarray(IMAGENET_STD[: batch.shape[1]] + [0.25] * max(0, batch.shape[1] - 3),
+                         np.float32)
+        batch = (batch - mean[None, :, None, None]) / std[None, :, None, None]
+        return batch, np.stack(masks)
+
+
+def normalization(n_bands: int) -> tuple[list[float], list[float]]:
+    """ImageNet mean/std for RGB; neutral values for extra bands."""
+    return (IMAGENET_MEAN[:n_bands] + [0.5] * max(0, n_bands - 3),
+            IMAGENET_STD[:n_bands] + [0.25] * max(0, n_bands - 3))
+
+
+def predict_whole(model: torch.nn.Module, sample: Sample, scaling: dict[str, Any],
+                  device: torch.device) -> np.ndarray:
+    """Class probabilities (C, h, w) for a small in-memory image (padded to /32)."""
+    mean, std = normalization(sample.image.shape[0])
+    net = apply_scaling(sample.image, scaling, mean, std)
+    h, w = sample.shape
+    ph, pw = (-h) % 32, (-w) % 32
+    mode = "reflect" if ph < h and pw < w else "edge"
+    net = np.pad(net, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(net[None]).to(device))
+        probs = torch.softmax(logits, dim=1)[0, :, :h, :w]
+    return probs.cpu().numpy()
+
+
+def field_iou(models_probs: list[np.ndarray], samples: list[Sample]) -> float:
+    """Pixel IoU of 'field or boundary' predicted vs labeled, over all samples."""
+    inter = union = 0
+    for probs, sample in zip(models_probs, samples):
+        pred = (probs.argmax(0) > 0) & sample.valid
+        ref = (sample.mask > 0) & sample.valid
+        inter += int(np.count_nonzero(pred & ref))
+        union += int(np.count_nonzero(pred | ref))
+    return inter / union if union else 1.0
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross entropy plus soft Dice over the three classes."""
+    ce = F.cross_entropy(logits, target, weight=weights, ignore_index=-100)
+    probs = torch.softmax(logits, dim=1)
+    valid = (target >= 0).unsqueeze(1)
+    onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2)
+    onehot = onehot * valid
+    probs = probs * valid
+    inter = (probs * onehot).sum(dim=(0, 2, 3))
+    denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    dice = 1 - ((2 * inter + 1) / (denom + 1)).mean()
+    return ce + dice
+
+
+def load_samples(config: TrainConfig, bands: list[int] | None) -> list[Sample]:
+    samples = [load_sample(img, lbl, bands) for img, lbl in find_labeled_pairs(Path(config.data))]
+    counts = {s.image.shape[0] for s in samples}
+    dtypes = {s.dtype for s in samples}
+    if len(counts) > 1 or len(dtypes) > 1:
+        raise InputError(config.data, f"images differ in band count or dtype ({sorted(counts)}, "
+                         f"{sorted(dtypes)}); use one kind of imagery per training set")
+    return samples
+
+
+def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
+    """Train (or fine-tune) a model and write it as a bundle; yields Progress."""
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    base = load_bundle(config.base) if config.base else None
+    if config.resume:
+        base = load_bundle(config.out)
+    samples = load_samples(config, base.bands if base else None)
+    train, val = split_validation(samples, config.val_fraction, config.seed)
+    crop = min([config.tile] + [min(s.shape) for s in train])
+    crop = max(32, crop - crop % 32)
+    if any(min(s.shape) < crop for s in train):
+        small = next(s for s in train if min(s.shape) < crop)
+        raise InputError(small.files[0], f"is smaller than the {crop} px crop size")
+    scaling = choose_scaling(train, base.meta if base else None)
+    n_bands = samples[0].image.shape[0]
+    if base is not None:
+        model = network_from_bundle(base.meta, base.weights_path)
+        arch, encoder = base.arch, base.encoder
+    else:
+        arch, encoder = smp_arch(config.arch), smp_encoder(config.encoder)
+        model = build_network(arch, encoder, n_bands, len(CLASS_NAMES))
+        load_imagenet_encoder(model, encoder)
+    model.to(device).train()
+    channels_last = device.type == "cpu"  # 1.6x faster training steps on CPU (measured)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if config.freeze_encoder:
+        for p in model.encoder.parameters():
+            p.requires_grad = False
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
+    train_pixels = sum(int(s.valid.sum()) for s in train)
+    steps = max(1, math.ceil(train_pixels / crop ** 2 / config.batch))
+    total_steps = steps * config.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                    total_steps=total_steps, pct_start=0.1)
+    sampler = CropSampler(train, crop, scaling, config.seed)
+    weights = torch.tensor(CLASS_WEIGHTS, device=device)
+    history: list[EpochReport] = []
+    best: dict[str, Any] = {"iou": -1.0, "state": None, "epoch": 0}
+    base_iou = None
+    if base is not None and val:
+        model.eval()
+        base_iou = field_iou([predict_whole(model, s, scaling, device) for s in val], val)
+        model.train()
+
+    def meta_for(partial: bool) -> dict[str, Any]:
+        mean, std = normalization(n_bands)
+        meta = base.meta.copy() if base else {}
+        meta.update({
+            "schema_version": SCHEMA_VERSION,
+            "name": Path(config.out).name,
+            "arch": arch,
+            "encoder": encoder,
+            "classes": CLASS_NAMES,
+            "input": {"bands": base.bands if base else list(range(1, n_bands + 1)),
+                      "band_names": (base.band_names if base else
+                                     (["red", "green", "blue"] if n_bands == 3 else
+                                      [f"band{i}" for i in range(1, n_bands + 1)])),
+                      "dtype": samples[0].dtype,
+                      "pixel_size_m": float(np.median([s.pixel_size for s in samples]))},
+            "scaling": scaling,
+            "normalize": {"mean": mean, "std": std},
+            "inference": meta.get("inference", {"tile": 512, "overlap": 64}),
+            "postprocess": meta.get("postprocess", {"field_threshold": 0.5,
+                                                     "seed_threshold": 0.5,
+                                                     "boundary_threshold": 0.5}),
+            "partial": partial,
+        })
+        meta["training"] = {
+            "base": base.name if base else None,
+            "data": config.data,
+            "files": sorted({f for s in samples for f in s.files}),
+            "validation": [s.name for s in val],
+            "config": {k: v for k, v in asdict(config).items() if k != "command"},
+            "command": config.command,
+            "epochs_done": best["epoch"],
+            "history": [asdict(h) for h in history],
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "farmseg": __version__,
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+        }
+        metrics = dict(meta.get("metrics", {})) if base else {}
+        metrics["val_field_iou"] = round(best["iou"], 4) if best["iou"] >= 0 else None
+        if base_iou is not None:
+            metrics["base_val_field_iou"] = round(base_iou, 4)
+        meta["metrics"] = metrics
+        return meta
+
+    def write(partial: bool) -> Path:
+        state = best["state"] or {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        export_model = build_network(arch, encoder, n_bands, len(CLASS_NAMES))
+        # the bundle stores float16 weights: export ONNX from exactly those values
+        export_model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
+                                      for k, v in state.items()})
+        export_model.eval()
+        meta = meta_for(partial)
+
+        def fill(folder: Path) -> None:
+            save_weights(export_model, folder / WEIGHTS_NAME)
+            write_meta(folder, meta)
+            from farmseg.onnx_export import export_onnx
+            export_onnx(export_model, folder, n_bands)
+
+        return write_bundle_atomically(Path(config.out), fill)
+
+    finished = False
+    try:
+        step_clock = time.monotonic()
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            if config.freeze_encoder:
+                model.encoder.eval()
+            losses = []
+            for step in range(steps):
+                images, masks = sampler.batch(config.batch)
+                x = torch.from_numpy(images).to(device)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = torch.from_numpy(masks).to(device)
+                loss = segmentation_loss(model(x), y, weights)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                yield Progress("train", (epoch - 1) * steps + step + 1, total_steps,
+                               f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f}",
+                               {"epoch": epoch, "loss": float(np.mean(losses))})
+            model.eval()
+            val_iou = None
+            if val:
+                val_iou = field_iou([predict_whole(model, s, scaling, device) for s in val], val)
+            score = val_iou if val_iou is not None else -float(np.mean(losses))
+            history.append(EpochReport(epoch, float(np.mean(losses)), val_iou,
+                                       time.monotonic() - step_clock))
+            step_clock = time.monotonic()
+            if score > best["iou"]:
+                best = {"iou": score, "epoch": epoch,
+                        "state": {k: v.detach().cpu().clone()
+                                  for k, v in model.state_dict().items()}}
+                if config.checkpoint and epoch < config.epochs:
+                    write(partial=True)
+            yield Progress("epoch", epoch, config.epochs,
+                           f"epoch {epoch}: loss {history[-1].train_loss:.3f}"
+                           + (f", val field IoU {val_iou:.3f}" if val_iou is not None else ""),
+                           {"epoch": epoch, "loss": history[-1].train_loss, "val_iou": val_iou,
+                            "base_val_iou": base_iou})
+        path = write(partial=False)
+        finished = True
+        return {"bundle": str(path), "val_field_iou": best["iou"], "base_val_field_iou": base_iou,
+                "validation": val, "history": history}
+    finally:
+        if not finished and best["state"] is not None:
+            write(partial=True)
