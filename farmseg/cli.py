@@ -44,6 +44,74 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of band "
+                                         "numbers") from None
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from farmseg.segment import SegmentOptions, segment_job
+
+    options = SegmentOptions(
+        input=Path(args.input), output=Path(args.output), model=args.model, engine=args.engine,
+        device=args.device, tile=args.tile, overlap=args.overlap, batch=args.batch,
+        bands=args.bands, min_area_ha=args.min_area_ha, min_hole_ha=args.min_hole_ha,
+        method=args.method, field_threshold=args.field_threshold,
+        seed_threshold=args.seed_threshold, boundary_threshold=args.boundary_threshold,
+        band_rows=args.band_rows, prob_out=args.prob, classes_out=args.classes,
+        csv_out=args.csv, overwrite=args.overwrite)
+    bar = ProgressBar(args.quiet)
+    result = run_job(segment_job(options), bar)
+    bar.close()
+    if not args.quiet:
+        total = sum(result.seconds.values())
+        mpix = result.pixels / 1e6
+        units = "ha" if result.layer.crs is not None else "px-ha"
+        print(f"{len(result.layer)} fields, {result.layer.total_area_ha:.1f} {units}, "
+              f"{mpix:.2f} MPix in {total:.1f} s ({mpix / max(total, 1e-9):.2f} MPix/s, "
+              f"{result.engine})")
+        for path in result.outputs:
+            print(f"written: {path}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from farmseg.info import describe_raster
+
+    print(describe_raster(Path(args.input), args.model))
+    return 0
+
+
+def _print_score(label: str, score) -> None:
+    s = score.summary()
+    print(f"{label:<22} pixel IoU {s['pixel_iou']:.3f}  precision {s['precision']:.3f}  "
+          f"recall {s['recall']:.3f}  F1 {s['f1']:.3f}  ({s['predicted']} predicted, "
+          f"{s['reference']} reference, {s['matches']} matched)")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from farmseg.bundle import load_bundle
+    from farmseg.validation import record_metrics, validate_job
+
+    bundle = load_bundle(args.model)
+    bar = ProgressBar(args.quiet)
+    results = run_job(validate_job(bundle, Path(args.data), tune=args.tune), bar)
+    bar.close()
+    print(f"validation images: {', '.join(results['images'])}")
+    _print_score("threshold only:", results["threshold"])
+    _print_score("watershed:", results["watershed"])
+    if "tuned" in results:
+        _print_score("watershed (tuned):", results["tuned"])
+        print(f"tuned thresholds: {results['settings']}")
+    if args.record:
+        record_metrics(bundle, results)
+        print(f"metrics written to {bundle.path}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from farmseg.bundle import list_bundles
 
@@ -77,6 +145,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the best epoch so far after each epoch (marked partial)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("segment", help="find the fields in a raster and write polygons")
+    p.add_argument("input", help="GeoTIFF (or any raster GDAL reads)")
+    p.add_argument("-o", "--output", required=True,
+                   help="polygon file: .geojson, .shp, .gpkg or .kml")
+    p.add_argument("--model", default="default", help="bundle name or folder")
+    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--tile", type=int, help="tile size in px (default: the model's)")
+    p.add_argument("--overlap", type=int, help="tile overlap in px (default: the model's)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--bands", type=_int_list, help="raster bands for the model, e.g. 4,3,2")
+    p.add_argument("--min-area-ha", type=float, default=0.1)
+    p.add_argument("--min-hole-ha", type=float, default=0.1)
+    p.add_argument("--method", default="watershed", choices=["watershed", "threshold"],
+                   help="split touching fields (watershed) or plain thresholding")
+    p.add_argument("--field-threshold", type=float)
+    p.add_argument("--seed-threshold", type=float)
+    p.add_argument("--boundary-threshold", type=float)
+    p.add_argument("--band-rows", type=int, default=1024, help=argparse.SUPPRESS)
+    p.add_argument("--prob", type=Path, help="also write class probabilities (GeoTIFF)")
+    p.add_argument("--classes", type=Path, help="also write the class raster (GeoTIFF)")
+    p.add_argument("--csv", type=Path, help="also write a CSV summary, one row per field")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("info", help="describe a raster and whether a model fits it")
+    p.add_argument("input")
+    p.add_argument("--model", default="default")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("validate", help="score a model on its held-out validation images")
+    p.add_argument("--data", required=True, help="folder with images/ and instances/")
+    p.add_argument("--model", default="default")
+    p.add_argument("--tune", action="store_true", help="grid-search post-processing thresholds")
+    p.add_argument("--record", action="store_true", help="write the figures into the bundle")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)

@@ -1,0 +1,172 @@
+"""Streamed tiled inference: overlapping tiles, Hann blending, results written by row bands.
+
+Memory holds one row of tiles (tile x raster width) plus one prefetched row, whatever
+the raster height.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from farmseg.bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
+from farmseg.engines import Predictor
+from farmseg.errors import ModelError
+from farmseg.jobs import Job, Progress
+from farmseg.raster import RasterSource, raster_profile_for
+from farmseg.scaling import apply_scaling, percentile_scaling
+from farmseg.tiling import blend_window, pad_to_tile, tile_starts
+
+PROB_SCALE = 255.0
+
+
+@dataclass
+class TileSettings:
+    tile: int = 512
+    overlap: int = 64
+    batch: int = 4
+
+    def checked(self) -> TileSettings:
+        from farmseg.errors import UsageError
+
+        if self.tile < 32 or self.tile % 32:
+            raise UsageError(None, f"--tile {self.tile}: must be a multiple of 32, at least 32")
+        if not 0 <= self.overlap < self.tile // 2 + 1:
+            raise UsageError(None, f"--overlap {self.overlap}: must be between 0 and tile/2")
+        if self.batch < 1:
+            raise UsageError(None, f"--batch {self.batch}: must be at least 1")
+        return self
+
+
+def model_bands(source: RasterSource, bundle: ModelBundle, bands: list[int] | None) -> list[int]:
+    """The raster bands to feed the model; a clear error when the raster lacks them."""
+    use = bands or bundle.bands
+    if len(use) != len(bundle.bands):
+        raise ModelError(source.path, f"--bands gives {len(use)} bands, model '{bundle.name}' "
+                         f"needs {len(bundle.bands)} ({', '.join(bundle.band_names)})")
+    if max(use) > source.count or min(use) < 1:
+        raise ModelError(source.path, f"has {source.count} band(s); model '{bundle.name}' needs "
+                         f"{len(bundle.bands)} bands ({', '.join(bundle.band_names)}) read from "
+                         f"bands {use}; choose others with --bands")
+    return use
+
+
+def input_scaling(source: RasterSource, bundle: ModelBundle, bands: list[int]) -> dict[str, Any]:
+    """The bundle's scaling for its own dtype; else a percentile stretch sampled from the raster."""
+    if source.dtype == bundle.dtype:
+        return bundle.scaling
+    samples, valids = [], []
+    for window in source.sample_windows():
+        data, valid = source.read(window, bands)
+        samples.append(data.reshape(len(bands), -1).astype(np.float64))
+        valids.append(valid.reshape(-1))
+    return percentile_scaling(np.concatenate(samples, axis=1), np.concatenate(valids))
+
+
+def pixel_size_warning(source: RasterSource, bundle: ModelBundle) -> str | None:
+    expected = bundle.pixel_size_m
+    actual = source.grid.pixel_size_m()
+    if expected and actual and not 0.5 <= actual / expected <= 2.0:
+        return (f"{source.path}: pixel size {actual:.2f} m is far from the model's "
+                f"{expected:g} m; results may be poor")
+    return None
+
+
+class _Prepared:
+    """Reads one row of tiles and turns it into network input (runs in the prefetch thread)."""
+
+    def __init__(self, source: RasterSource, bands: list[int], scaling: dict[str, Any],
+                 bundle: ModelBundle, tile: int) -> None:
+        self.source, self.bands, self.scaling, self.tile = source, bands, scaling, tile
+        norm = bundle.meta.get("normalize", {})
+        self.mean = norm.get("mean", IMAGENET_MEAN[: len(bands)])
+        self.std = norm.get("std", IMAGENET_STD[: len(bands)])
+
+    def row(self, y0: int, xs: list[int]) -> tuple[list[np.ndarray | None], np.ndarray]:
+        """Network inputs (None for all-nodata tiles) and validity of the band's rows."""
+        h = min(self.tile, self.source.height - y0)
+        tiles: list[np.ndarray | None] = []
+        valid_row = np.zeros((h, self.source.width), dtype=bool)
+        for x0 in xs:
+            w = min(self.tile, self.source.width - x0)
+            data, valid = self.source.read(Window(x0, y0, w, h), self.bands)
+            valid_row[:, x0:x0 + w] = valid
+            if not valid.any():
+                tiles.append(None)
+                continue
+            net = apply_scaling(data, self.scaling, self.mean, self.std)
+            net[:, ~valid] = 0.0
+            tiles.append(pad_to_tile(net, self.tile))
+        return tiles, valid_row
+
+
+def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
+              settings: TileSettings, prob_path: Path, bands: list[int] | None = None,
+              warn=lambda text: sys.stderr.write(f"farmseg: warning: {text}\n")) -> Job[Path]:
+    """Write class probabilities (uint8, one band per class, 0..255) to `prob_path`."""
+    settings = settings.checked()
+    tile, overlap = settings.tile, settings.overlap
+    use_bands = model_bands(source, bundle, bands)
+    warning = pixel_size_warning(source, bundle)
+    if warning:
+        warn(warning)
+    if source.dtype != bundle.dtype:
+        warn(f"{source.path}: {source.dtype} data for a model trained on {bundle.dtype}; "
+             "using a per-band 2-98 % percentile stretch sampled from the raster")
+    scaling = input_scaling(source, bundle, use_bands)
+    n_classes = len(bundle.classes)
+    width, height = source.width, source.height
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    weights = blend_window(tile, overlap)
+    total = len(ys) * len(xs)
+    prepared = _Prepared(source, use_bands, scaling, bundle, tile)
+    profile = raster_profile_for(source.grid, n_classes, "uint8")
+    acc = np.zeros((n_classes, tile, width), dtype=np.float32)
+    wsum = np.zeros((tile, width), dtype=np.float32)
+    done = 0
+    with rasterio.open(prob_path, "w", **profile) as out, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="farmseg-read") as pool:
+        pending = pool.submit(prepared.row, ys[0], xs)
+        for row_index, y0 in enumerate(ys):
+            tiles, valid_row = pending.result()
+            if row_index + 1 < len(ys):
+                pending = pool.submit(prepared.row, ys[row_index + 1], xs)
+            todo = [i for i, t in enumerate(tiles) if t is not None]
+            for start in range(0, len(todo), settings.batch):
+                chunk = todo[start:start + settings.batch]
+                probs = predictor.predict(np.stack([tiles[i] for i in chunk]))
+                for i, p in zip(chunk, probs):
+                    x0 = xs[i]
+                    w = min(tile, width - x0)
+                    h = min(tile, height - y0)
+                    acc[:, :h, x0:x0 + w] += p[:, :h, :w] * weights[:h, :w]
+                    wsum[:h, x0:x0 + w] += weights[:h, :w]
+                done += len(chunk)
+                yield Progress("segment", done, total, f"{done}/{total} tiles")
+            done += len(tiles) - len(todo)
+            next_y = ys[row_index + 1] if row_index + 1 < len(ys) else height
+            rows = next_y - y0
+            _write_rows(out, acc[:, :rows], wsum[:rows], valid_row[:rows], y0)
+            acc[:, : tile - rows] = acc[:, rows:]
+            acc[:, tile - rows:] = 0.0
+            wsum[: tile - rows] = wsum[rows:]
+            wsum[tile - rows:] = 0.0
+            yield Progress("segment", done, total, f"{done}/{total} tiles")
+    return prob_path
+
+
+def _write_rows(out, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray, y0: int) -> None:
+    """Normalize blended probabilities; nodata pixels become certain background."""
+    rows, width = wsum.shape
+    probs = acc / np.maximum(wsum, 1e-12)
+    covered = valid & (wsum > 0)
+    probs[:, ~covered] = 0.0
+    probs[0, ~covered] = 1.0
+    out.write(np.round(probs * PROB_SCALE).astype(np.uint8), window=Window(0, y0, width, rows))

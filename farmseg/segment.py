@@ -1,0 +1,149 @@
+"""The main job: raster -> probabilities -> field polygons -> files."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from farmseg.atomic import atomic_file, check_target
+from farmseg.bundle import ModelBundle, load_bundle
+from farmseg.engines import make_predictor
+from farmseg.export import check_format, check_layer_exportable, write_fields
+from farmseg.fields import CleanSettings, FieldLayer, clean_fields
+from farmseg.inference import TileSettings, infer_job
+from farmseg.jobs import Job, Progress
+from farmseg.raster import Grid, RasterSource, raster_profile_for
+from farmseg.vectorize import VectorizeSettings, vectorize_job
+
+
+@dataclass
+class SegmentOptions:
+    """What `farmseg segment` and the GUI's Segment button can set."""
+
+    input: Path
+    output: Path | None = None
+    model: str = "default"
+    engine: str = "auto"
+    device: str = "auto"
+    tile: int | None = None
+    overlap: int | None = None
+    batch: int = 4
+    bands: list[int] | None = None
+    min_area_ha: float = 0.1
+    min_hole_ha: float = 0.1
+    method: str = "watershed"
+    field_threshold: float | None = None
+    seed_threshold: float | None = None
+    boundary_threshold: float | None = None
+    band_rows: int = 1024
+    prob_out: Path | None = None
+    classes_out: Path | None = None
+    csv_out: Path | None = None
+    overwrite: bool = False
+    work_dir: Path | None = None  # where intermediates go (default: beside the output)
+
+
+@dataclass
+class SegmentResult:
+    layer: FieldLayer
+    bundle: ModelBundle
+    engine: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
+    pixels: int = 0
+
+
+def vectorize_settings(options: SegmentOptions, bundle: ModelBundle) -> VectorizeSettings:
+    """Thresholds from the model metadata, overridden by explicit options."""
+    meta = bundle.thresholds
+    pick = lambda given, key, default: given if given is not None else meta.get(key, default)  # noqa: E731
+    return VectorizeSettings(
+        method=options.method,
+        field_threshold=pick(options.field_threshold, "field_threshold", 0.5),
+        seed_threshold=pick(options.seed_threshold, "seed_threshold", 0.5),
+        boundary_threshold=pick(options.boundary_threshold, "boundary_threshold", 0.5),
+        band_rows=options.band_rows)
+
+
+def _targets(options: SegmentOptions) -> list[Path]:
+    return [Path(p) for p in (options.output, options.prob_out, options.classes_out,
+                              options.csv_out) if p is not None]
+
+
+def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
+    """Segment one raster; every output appears complete or not at all."""
+    if options.output is not None:
+        check_format(Path(options.output))
+    for target in _targets(options):
+        check_target(target, options.overwrite)
+    bundle = load_bundle(options.model)
+    source = RasterSource(options.input)
+    work_parent = options.work_dir or (Path(options.output).parent if options.output else None)
+    work = Path(tempfile.mkdtemp(prefix=".farmseg-work-", dir=work_parent))
+    try:
+        if options.output is not None:
+            check_layer_exportable(source.grid.crs, Path(options.output))
+        if source.grid.crs is None:
+            sys.stderr.write(f"farmseg: warning: {source.path}: no CRS; areas are in pixel "
+                             "units\n")
+        settings = TileSettings(options.tile or bundle.tile,
+                                bundle.overlap if options.overlap is None else options.overlap,
+                                options.batch)
+        predictor = make_predictor(bundle, options.engine, options.device)
+        clock = time.monotonic()
+        seconds: dict[str, float] = {}
+        prob_path = yield from infer_job(source, bundle, predictor, settings,
+                                         work / "probabilities.tif", options.bands)
+        seconds["infer"] = time.monotonic() - clock
+        clock = time.monotonic()
+        raw = yield from vectorize_job(prob_path, work, vectorize_settings(options, bundle))
+        layer = clean_fields(raw, CleanSettings(options.min_area_ha, options.min_hole_ha),
+                             source=source.path.name, model=bundle.name)
+        seconds["vectorize"] = time.monotonic() - clock
+        clock = time.monotonic()
+        yield Progress("export", 0, 1, "writing")
+        outputs = []
+        if options.output is not None:
+            outputs.append(write_fields(layer, Path(options.output)))
+        if options.csv_out is not None:
+            outputs.append(write_fields(layer, Path(options.csv_out)))
+        if options.classes_out is not None:
+            outputs.append(write_classes(prob_path, Path(options.classes_out)))
+        if options.prob_out is not None:
+            with atomic_file(Path(options.prob_out)) as tmp:
+                shutil.copyfile(prob_path, tmp)
+            outputs.append(Path(options.prob_out))
+        seconds["export"] = time.monotonic() - clock
+        yield Progress("export", 1, 1, "done")
+        return SegmentResult(layer, bundle, predictor.name, seconds, outputs,
+                             source.width * source.height)
+    finally:
+        source.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_classes(prob_path: Path, target: Path, rows: int = 1024) -> Path:
+    """Argmax class raster (uint8: 0 background, 1 field, 2 boundary) from probabilities."""
+    with rasterio.open(prob_path) as src, atomic_file(target) as tmp:
+
+        grid = Grid(src.width, src.height, src.transform, src.crs)
+        with rasterio.open(tmp, "w", **raster_profile_for(grid, 1, "uint8")) as out:
+            for r0 in range(0, src.height, rows):
+                window = Window(0, r0, src.width, min(rows, src.height - r0))
+                out.write(src.read(window=window).argmax(axis=0).astype(np.uint8), 1,
+                          window=window)
+    return target
+
+
+def default_output_for(input_path: Path) -> Path:
+    return Path(input_path).with_name(Path(input_path).stem + "_fields.gpkg")
+
+

@@ -1,0 +1,133 @@
+"""Score a model on labeled images it never trained on, and tune its post-processing.
+
+Used by `farmseg validate` (figures in the README and in the bundle's metrics).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import rasterio
+
+from farmseg.bundle import ModelBundle, write_meta
+from farmseg.engines import make_predictor
+from farmseg.errors import InputError
+from farmseg.evaluate import Score, rasterize_instances, score_instances
+from farmseg.fields import CleanSettings, clean_fields
+from farmseg.inference import TileSettings, infer_job
+from farmseg.jobs import Job, Progress
+from farmseg.raster import RasterSource
+from farmseg.vectorize import VectorizeSettings, vectorize_job
+
+SEED_GRID = (0.5, 0.6, 0.7)
+BOUNDARY_GRID = (0.2, 0.3, 0.4, 0.5)
+FIELD_GRID = (0.4, 0.5, 0.6)
+
+
+def validation_pairs(bundle: ModelBundle, data_dir: Path) -> list[tuple[Path, Path]]:
+    """(image, instance raster) for the bundle's validation images found in `data_dir`."""
+    names = [n.split("[")[0] for n in bundle.meta.get("training", {}).get("validation", [])]
+    pairs = []
+    for name in dict.fromkeys(names):
+        image = Path(data_dir) / "images" / f"{name}.tif"
+        ref = Path(data_dir) / "instances" / f"{name}.tif"
+        if image.is_file() and ref.is_file():
+            pairs.append((image, ref))
+    if not pairs:
+        raise InputError(data_dir, f"holds none of model '{bundle.name}''s validation images "
+                         "(images/<name>.tif with instances/<name>.tif)")
+    return pairs
+
+
+def predict_all(bundle: ModelBundle, pairs: list[tuple[Path, Path]], work: Path,
+                engine: str = "auto") -> Job[list[Path]]:
+    """Probability rasters for each image (in `work`)."""
+    predictor = make_predictor(bundle, engine)
+    out = []
+    for index, (image, _) in enumerate(pairs):
+        with RasterSource(image) as src:
+            job = infer_job(src, bundle, predictor, TileSettings(bundle.tile, bundle.overlap),
+                            work / f"prob_{index}.tif")
+            for _ in job:
+                pass
+            out.append(work / f"prob_{index}.tif")
+        yield Progress("predict", index + 1, len(pairs), image.name)
+    return out
+
+
+def score_probabilities(probs: list[Path], pairs: list[tuple[Path, Path]], work: Path,
+                        vectorize: VectorizeSettings, clean: CleanSettings) -> Score:
+    """Vectorize each probability raster and score it against its reference fields."""
+    total = Score()
+    for prob, (_, ref_path) in zip(probs, pairs):
+        raw = yield_none(vectorize_job(prob, work, vectorize))
+        layer = clean_fields(raw, clean)
+        with rasterio.open(ref_path) as ref_src:
+            ref = ref_src.read(1)
+        total = total + score_instances(rasterize_instances(layer.geoms, raw.grid), ref)
+    return total
+
+
+def yield_none(job: Job):
+    """Run a job to its result, ignoring its progress."""
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        return stop.value
+
+
+def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
+                 min_area_ha: float = 0.1) -> Job[dict]:
+    """Score the model (threshold vs watershed); with `tune`, grid-search the thresholds
+    on these validation images and store the best in the bundle."""
+    pairs = validation_pairs(bundle, data_dir)
+    clean = CleanSettings(min_area_ha=min_area_ha)
+    with tempfile.TemporaryDirectory(prefix="farmseg-validate-") as tmp:
+        work = Path(tmp)
+        probs = yield from predict_all(bundle, pairs, work)
+        base = VectorizeSettings(**{k: v for k, v in bundle.thresholds.items()
+                                    if k in VectorizeSettings.__dataclass_fields__})
+        results = {"images": [p[0].stem for p in pairs],
+                   "threshold": score_probabilities(probs, pairs, work,
+                                                    replace(base, method="threshold"), clean),
+                   "watershed": score_probabilities(probs, pairs, work, base, clean)}
+        if tune:
+            grid = list(itertools.product(FIELD_GRID, SEED_GRID, BOUNDARY_GRID))
+            best = (results["watershed"].f1, base)
+            for index, (f, s, b) in enumerate(grid):
+                settings = replace(base, field_threshold=f, seed_threshold=s,
+                                   boundary_threshold=b)
+                score = score_probabilities(probs, pairs, work, settings, clean)
+                if score.f1 > best[0]:
+                    best = (score.f1, settings)
+                yield Progress("tune", index + 1, len(grid), f"best F1 {best[0]:.3f}")
+            chosen = best[1]
+            results["tuned"] = score_probabilities(probs, pairs, work, chosen, clean)
+            results["settings"] = chosen
+        return results
+
+
+def record_metrics(bundle: ModelBundle, results: dict) -> None:
+    """Write validation figures (and tuned thresholds) into the bundle's farmseg.json."""
+    meta = dict(bundle.meta)
+    final = results.get("tuned", results["watershed"])
+    if "settings" in results:
+        s = results["settings"]
+        meta["postprocess"] = {"field_threshold": s.field_threshold,
+                               "seed_threshold": s.seed_threshold,
+                               "boundary_threshold": s.boundary_threshold}
+    metrics = dict(meta.get("metrics", {}))
+    metrics.update({
+        "validation_images": results["images"],
+        "val_pixel_iou": round(final.pixel_iou, 4),
+        "val_field_f1": round(final.f1, 4),
+        "val_field_f1_threshold_only": round(results["threshold"].f1, 4),
+        "val_pixel_iou_threshold_only": round(results["threshold"].pixel_iou, 4),
+        "scoring": "polygons >= 0.1 ha rasterized on the image grid; match at IoU >= 0.5",
+    })
+    meta["metrics"] = metrics
+    write_meta(bundle.path, meta)

@@ -1,0 +1,155 @@
+"""Probability raster -> field polygons, in row bands with bounded memory.
+
+Pass 1 labels seed regions band by band into a temporary raster and records which labels
+touch across band edges; a graph's connected components make the labels global. Pass 2
+re-reads each band with a halo, grows the seeds over the field extent (watershed on the
+boundary probability), polygonizes the band and keeps the pieces by global label.
+Pieces of one field from different bands share exact pixel edges and are merged, so no
+field is cut or duplicated at band edges.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+from rasterio import features
+from rasterio.windows import Window
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from farmseg.inference import PROB_SCALE
+from farmseg.jobs import Job, Progress
+from farmseg.raster import Grid, raster_profile_for
+
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass
+class VectorizeSettings:
+    """How probabilities become fields (defaults come from the model's metadata)."""
+
+    method: str = "watershed"  # or "threshold": connected field-class pixels
+    field_threshold: float = 0.5  # P(field or boundary) for the field extent
+    seed_threshold: float = 0.5  # P(field) for seeds
+    boundary_threshold: float = 0.5  # P(boundary) below which a pixel may seed
+    band_rows: int = 1024
+    halo: int = 64
+
+
+@dataclass
+class RawFields:
+    """Merged field polygons in the raster CRS with their mean field probability."""
+
+    geoms: np.ndarray
+    confidence: np.ndarray
+    grid: Grid
+
+
+def _masks(probs: np.ndarray, s: VectorizeSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(extent, seeds) boolean masks from uint8 probabilities (background, field, boundary)."""
+    bg, fld, bnd = probs[0], probs[1], probs[2]
+    if s.method == "threshold":
+        plain = (fld > bg) & (fld >= bnd)
+        return plain, plain
+    extent = bg <= (1.0 - s.field_threshold) * PROB_SCALE
+    seeds = (fld >= s.seed_threshold * PROB_SCALE) & (bnd < s.boundary_threshold * PROB_SCALE)
+    return extent, seeds & extent
+
+
+def _bands(height: int, rows: int) -> list[tuple[int, int]]:
+    return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+
+def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) -> Job[RawFields]:
+    """Turn a probability raster into merged field polygons; yields Progress per band."""
+    with rasterio.open(prob_path) as src:
+        grid = Grid(src.width, src.height, src.transform, src.crs)
+        bands = _bands(src.height, settings.band_rows)
+        seeds_path = Path(work_dir) / "seeds.tif"
+        next_label = 1
+        links: list[np.ndarray] = []
+        prev_last: np.ndarray | None = None
+        with rasterio.open(seeds_path, "w", **raster_profile_for(grid, 1, "int32")) as seeds_out:
+            for index, (r0, r1) in enumerate(bands):
+                probs = src.read(window=Window(0, r0, src.width, r1 - r0))
+                _, seeds = _masks(probs, settings)
+                labels, count = ndimage.label(seeds, structure=FOUR_CONNECTED)
+                labels = labels.astype(np.int32)
+                labels[labels > 0] += next_label - 1
+                next_label += count
+                if prev_last is not None:
+                    both = (prev_last > 0) & (labels[0] > 0)
+                    links.append(np.stack([prev_last[both], labels[0][both]]))
+                prev_last = labels[-1].copy()
+                seeds_out.write(labels, 1, window=Window(0, r0, src.width, r1 - r0))
+                yield Progress("vectorize", index + 1, 2 * len(bands), "labelling seeds")
+        lut = _global_labels(next_label, links)
+        pieces: dict[int, list] = defaultdict(list)
+        conf_sum: dict[int, float] = defaultdict(float)
+        conf_n: dict[int, int] = defaultdict(int)
+        with rasterio.open(seeds_path) as seeds_in:
+            for index, (r0, r1) in enumerate(bands):
+                h0, h1 = max(0, r0 - settings.halo), min(src.height, r1 + settings.halo)
+                window = Window(0, h0, src.width, h1 - h0)
+                probs = src.read(window=window)
+                markers = lut[seeds_in.read(1, window=window)]
+                labels = _grow(probs, markers, settings)[r0 - h0: r1 - h0]
+                core = probs[:, r0 - h0: r1 - h0]
+                _accumulate_confidence(labels, core, conf_sum, conf_n)
+                transform = grid.window_transform(Window(0, r0, src.width, r1 - r0))
+                for geom, value in features.shapes(labels, mask=labels > 0,
+                                                   transform=transform, connectivity=4):
+                    pieces[int(value)].append(shapely.geometry.shape(geom))
+                yield Progress("vectorize", len(bands) + index + 1, 2 * len(bands),
+                               "polygonizing")
+    geoms, confidence = [], []
+    for label in sorted(pieces):
+        merged = shapely.coverage_union_all(pieces[label]) if len(pieces[label]) > 1 \
+            else pieces[label][0]
+        for part in getattr(merged, "geoms", [merged]):
+            geoms.append(part)
+            confidence.append(conf_sum[label] / max(1, conf_n[label]) / PROB_SCALE)
+    return RawFields(np.array(geoms, dtype=object), np.array(confidence), grid)
+
+
+def _global_labels(count: int, links: list[np.ndarray]) -> np.ndarray:
+    """Lookup table band label -> global label (labels linked across band edges merge)."""
+    if not links or not any(l.size for l in links):
+        return np.arange(count, dtype=np.int32)
+    pairs = np.concatenate(links, axis=1)
+    graph = coo_matrix((np.ones(pairs.shape[1]), (pairs[0], pairs[1])), shape=(count, count))
+    _, component = connected_components(graph, directed=False)
+    lut = (component + 1).astype(np.int32)
+    lut[0] = 0
+    return lut
+
+
+def _grow(probs: np.ndarray, markers: np.ndarray, settings: VectorizeSettings) -> np.ndarray:
+    """Grow seeds over the field extent, flooding in order of boundary probability."""
+    extent, _ = _masks(probs, settings)
+    if settings.method == "threshold":
+        return np.where(extent, markers, 0).astype(np.int32)
+    from skimage.segmentation import watershed
+
+    grown = watershed(probs[2], markers=markers, mask=extent, connectivity=1)
+    return grown.astype(np.int32)
+
+
+def _accumulate_confidence(labels: np.ndarray, probs: np.ndarray,
+                           sums: dict[int, float], counts: dict[int, int]) -> None:
+    inside = labels > 0
+    if not inside.any():
+        return
+    ids, inverse = np.unique(labels[inside], return_inverse=True)
+    field_prob = PROB_SCALE - probs[0][inside].astype(np.float64)
+    total = np.bincount(inverse, weights=field_prob)
+    n = np.bincount(inverse)
+    for label, t, c in zip(ids.tolist(), total.tolist(), n.tolist()):
+        sums[label] += t
+        counts[label] += c
