@@ -112,6 +112,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from farmseg.gui.app import main as gui_main
+    except ImportError as exc:
+        sys.stderr.write(f"farmseg: error: the desktop application needs PySide6 ({exc})\n")
+        return 2
+    return gui_main([str(f) for f in args.files], segment=args.segment)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from farmseg.bundle import list_bundles
 
@@ -185,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_validate)
 
+    p = sub.add_parser("gui", help="open the desktop application (default with no command)")
+    p.add_argument("files", nargs="*", help="rasters to open")
+    p.add_argument("--segment", action="store_true", help="segment the first file on start")
+    p.set_defaults(func=_cmd_gui)
+
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)
     return parser
@@ -195,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args = parser.parse_args(["gui"])
     try:
         return int(args.func(args) or 0)
     except FarmsegError as exc:

@@ -43,7 +43,7 @@ class Grid:
             return None
         size = self.pixel_size[0]
         if self.crs.is_geographic:
-            lat = (self.transform * (self.width / 2, self.height / 2))[1]
+            lat = (self.transform @ (self.width / 2, self.height / 2))[1]
             return size * 111_320.0 * max(0.01, math.cos(math.radians(lat)))
         return size * (self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0)
 

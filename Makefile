@@ -1,0 +1,45 @@
+# Two commands do all the set-up: `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/agoro-naip/train
+SAMPLE := resources/sample/sample.tif
+OUT ?= runs/sample_fields.gpkg
+
+.PHONY: run demo test model bench bench-gui package clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch from PyPI as a dependency of torchvision (never the local 2.13 CPU wheel)
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/pip install --quiet -e ".[torch,gui,test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$QT_QPA_PLATFORM" = offscreen ]; then \
+		$(BIN)/farmseg gui --segment $(SAMPLE); \
+	else \
+		echo "no display: running the headless job (make demo)"; $(MAKE) --no-print-directory demo; \
+	fi
+
+demo: $(STAMP)
+	@mkdir -p runs
+	$(BIN)/farmseg segment $(SAMPLE) -o $(OUT) --overwrite
+	@echo "fields written to $(OUT)"
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+model: $(STAMP)
+	$(BIN)/farmseg train --data $(DATA) --out models/default --arch unet \
+		--encoder efficientnet-lite0 --epochs 24 --tile 256 --batch 8 --val-fraction 0.2 \
+		--seed 0 --checkpoint
+	$(BIN)/farmseg validate --data $(DATA) --model default --tune --record
+
+bench: $(STAMP)
+	$(BIN)/farmseg bench --size 8192
+
+clean:
+	rm -rf runs build dist .pytest_cache
