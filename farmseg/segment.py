@@ -39,7 +39,7 @@ class SegmentOptions:
     bands: list[int] | None = None
     min_area_ha: float = 0.1
     min_hole_ha: float = 0.1
-    method: str = "watershed"
+    method: str = "seeded"
     field_threshold: float | None = None
     seed_threshold: float | None = None
     boundary_threshold: float | None = None

@@ -94,10 +94,13 @@ def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
         results = {"images": [p[0].stem for p in pairs],
                    "threshold": score_probabilities(probs, pairs, work,
                                                     replace(base, method="threshold"), clean),
-                   "watershed": score_probabilities(probs, pairs, work, base, clean)}
+                   "watershed": score_probabilities(probs, pairs, work,
+                                                    replace(base, method="watershed"), clean),
+                   "seeded": score_probabilities(probs, pairs, work,
+                                                 replace(base, method="seeded"), clean)}
         if tune:
             grid = list(itertools.product(FIELD_GRID, SEED_GRID, BOUNDARY_GRID))
-            best = (results["watershed"].f1, base)
+            best = (results["seeded"].f1, replace(base, method="seeded"))
             for index, (f, s, b) in enumerate(grid):
                 settings = replace(base, field_threshold=f, seed_threshold=s,
                                    boundary_threshold=b)
@@ -114,7 +117,7 @@ def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
 def record_metrics(bundle: ModelBundle, results: dict) -> None:
     """Write validation figures (and tuned thresholds) into the bundle's farmseg.json."""
     meta = dict(bundle.meta)
-    final = results.get("tuned", results["watershed"])
+    final = results.get("tuned", results["seeded"])
     if "settings" in results:
         s = results["settings"]
         meta["postprocess"] = {"field_threshold": s.field_threshold,
@@ -126,6 +129,7 @@ def record_metrics(bundle: ModelBundle, results: dict) -> None:
         "val_pixel_iou": round(final.pixel_iou, 4),
         "val_field_f1": round(final.f1, 4),
         "val_field_f1_threshold_only": round(results["threshold"].f1, 4),
+        "val_field_f1_watershed": round(results["watershed"].f1, 4),
         "val_pixel_iou_threshold_only": round(results["threshold"].pixel_iou, 4),
         "scoring": "polygons >= 0.1 ha rasterized on the image grid; match at IoU >= 0.5",
     })

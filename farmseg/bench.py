@@ -1,0 +1,142 @@
+"""`farmseg bench`: the whole pipeline on a large real-looking raster, against the plain
+per-tile loop that plugins run, each in its own process so peak memory is its own."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from farmseg.bundle import app_root, load_bundle
+from farmseg.cpu import describe_cpu
+from farmseg.engines import cpu_threads
+from farmseg.raster import Grid, raster_profile_for
+
+SAMPLE = app_root() / "resources" / "sample" / "sample.tif"
+
+
+def build_mosaic(target: Path, size: int, sample: Path = SAMPLE) -> Path:
+    """A size x size mosaic of the sample scene (mirrored copies), written by row bands."""
+    with rasterio.open(sample) as src:
+        tile = src.read()
+        crs = src.crs
+        x0, y0 = src.transform.c, src.transform.f
+        pixel = src.transform.a
+    th, tw = tile.shape[1:]
+    grid = Grid(size, size, from_origin(x0, y0, pixel, pixel), crs)
+    with rasterio.open(target, "w", **raster_profile_for(grid, 3, "uint8")) as out:
+        for row in range(0, size, th):
+            band = np.empty((3, min(th, size - row), size), np.uint8)
+            for col in range(0, size, tw):
+                piece = tile[:, :, ::-1] if (col // tw) % 2 else tile
+                piece = piece[:, ::-1] if (row // th) % 2 else piece
+                w = min(tw, size - col)
+                band[:, :, col:col + w] = piece[:, : band.shape[1], :w]
+            out.write(band, window=Window(0, row, size, band.shape[1]))
+    return target
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_farmseg(raster: str, model: str, engine: str, tile: int | None, queue) -> None:
+    """Child process: read -> infer -> blend -> vectorize -> write a GeoPackage."""
+    from farmseg.jobs import run_job
+    from farmseg.segment import SegmentOptions, segment_job
+
+    out = Path(raster).with_name("fields.gpkg")
+    start = time.monotonic()
+    tiles = {"n": 0}
+
+    def count(progress) -> None:
+        if progress.stage == "segment":
+            tiles["n"] = progress.total
+
+    result = run_job(segment_job(SegmentOptions(input=Path(raster), output=out, model=model,
+                                                engine=engine, tile=tile, overwrite=True)),
+                     count)
+    queue.put({"seconds": result.seconds, "total": time.monotonic() - start,
+               "fields": len(result.layer), "engine": result.engine, "tiles": tiles["n"],
+               "peak_rss_mb": _peak_rss_mb()})
+
+
+def run_baseline(raster: str, model: str, queue) -> None:
+    """Child process: the plain plugin loop — fp32 torch, 512 px tiles without overlap,
+    batch 1, argmax per tile into an in-memory array, no polygons."""
+    import segmentation_models_pytorch as smp
+    import torch
+    from safetensors.torch import load_file
+
+    from farmseg.scaling import apply_scaling
+
+    torch.set_num_threads(cpu_threads())
+    bundle = load_bundle(model)
+    net = smp.create_model(bundle.arch, encoder_name=bundle.encoder, encoder_weights=None,
+                           in_channels=len(bundle.bands), classes=len(bundle.classes))
+    net.load_state_dict({k: v.float() for k, v in load_file(str(bundle.weights_path)).items()})
+    net.eval()
+    norm = bundle.meta["normalize"]
+    start = time.monotonic()
+    with rasterio.open(raster) as src:
+        classes = np.zeros((src.height, src.width), np.uint8)
+        for y in range(0, src.height, 512):
+            for x in range(0, src.width, 512):
+                window = Window(x, y, min(512, src.width - x), min(512, src.height - y))
+                data = src.read(bundle.bands, window=window, boundless=True)
+                net_in = apply_scaling(data, bundle.scaling, norm["mean"], norm["std"])
+                h, w = net_in.shape[1:]
+                net_in = np.pad(net_in, ((0, 0), (0, (-h) % 32), (0, (-w) % 32)))
+                with torch.no_grad():
+                    logits = net(torch.from_numpy(net_in[None]))
+                classes[y:y + h, x:x + w] = logits[0, :, :h, :w].argmax(0).numpy()
+    queue.put({"total": time.monotonic() - start, "peak_rss_mb": _peak_rss_mb()})
+
+
+def _child(target, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def bench(size: int = 8192, model: str = "default", engine: str = "auto",
+          tile: int | None = None, baseline: bool = True) -> str:
+    """Run the benchmark and return its report."""
+    work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
+    try:
+        raster = build_mosaic(work / f"mosaic_{size}.tif", size)
+        mpix = size * size / 1e6
+        ours = _child(run_farmseg, str(raster), model, engine, tile)
+        lines = [f"CPU: {describe_cpu()}, {cpu_threads()} threads",
+                 f"raster: {size} x {size} px ({mpix:.1f} MPix), mosaic of the sample scene",
+                 f"farmseg ({ours['engine']}): {ours['fields']} fields, {ours['tiles']} tiles"]
+        for stage, seconds in ours["seconds"].items():
+            lines.append(f"  {stage:<10} {seconds:8.1f} s  {mpix / max(seconds, 1e-9):7.2f} MPix/s")
+        lines.append(f"  end to end {ours['total']:8.1f} s  {mpix / ours['total']:7.2f} MPix/s, "
+                     f"{ours['tiles'] / ours['seconds']['infer']:.2f} tiles/s, "
+                     f"peak RSS {ours['peak_rss_mb']:.0f} MB")
+        lines.append(f"  vectorize+clean per 100 MPix: "
+                     f"{ours['seconds']['vectorize'] / mpix * 100:.1f} s")
+        if baseline:
+            base = _child(run_baseline, str(raster), model)
+            lines.append(f"baseline (torch fp32, 512 px, batch 1, argmax, no polygons): "
+                         f"{base['total']:.1f} s  {mpix / base['total']:.2f} MPix/s, "
+                         f"peak RSS {base['peak_rss_mb']:.0f} MB")
+            lines.append(f"speed-up, end to end vs baseline: {base['total'] / ours['total']:.2f}x")
+        return "\n".join(lines)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
