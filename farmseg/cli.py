@@ -129,6 +129,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from farmseg.evaluate import evaluate_files
+    from farmseg.report import write_report
+
+    evaluation = evaluate_files(Path(args.pred), Path(args.ref), args.image and Path(args.image))
+    score = evaluation.score
+    s = score.summary()
+    print(f"predicted fields: {s['predicted']}, reference fields: {s['reference']}, "
+          f"matched (IoU >= 0.5): {s['matches']}")
+    print(f"over-segmented reference fields: {s['over_segmented']}, "
+          f"under-segmented predictions: {s['under_segmented']}")
+    print(f"field pixel IoU: {score.pixel_iou:.3f}")
+    print(f"boundary F1 (2 px): {score.boundary_f1:.3f}")
+    print(f"precision: {score.precision:.3f}  recall: {score.recall:.3f}")
+    if args.report:
+        write_report(evaluation, Path(args.report), f"{Path(args.pred).name} vs "
+                     f"{Path(args.ref).name}")
+        print(f"report: {args.report}")
+    print(f"field F1: {score.f1:.3f}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from farmseg.bundle import list_bundles
 
@@ -194,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--model", default="default")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("evaluate", help="score predicted fields against reference fields")
+    p.add_argument("--pred", required=True, help="predicted field polygons")
+    p.add_argument("--ref", required=True, help="reference polygons or instance raster")
+    p.add_argument("--image", help="raster whose grid is used for scoring")
+    p.add_argument("--report", help="write a report: .html, .md or .json")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("validate", help="score a model on its held-out validation images")
     p.add_argument("--data", required=True, help="folder with images/ and instances/")

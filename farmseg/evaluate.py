@@ -153,7 +153,15 @@ def load_reference(path: Path, grid: Grid | None) -> tuple[np.ndarray, Grid]:
     return rasterize_instances(geoms, grid), grid
 
 
-def evaluate_files(pred_path: Path, ref_path: Path, image: Path | None) -> tuple[Score, Grid]:
+@dataclass
+class Evaluation:
+    score: Score
+    grid: Grid
+    pred: np.ndarray
+    ref: np.ndarray
+
+
+def evaluate_files(pred_path: Path, ref_path: Path, image: Path | None) -> Evaluation:
     """Score a predicted polygon file against a reference (polygons or instance raster)."""
     grid = None
     if image is not None:
@@ -163,6 +171,6 @@ def evaluate_files(pred_path: Path, ref_path: Path, image: Path | None) -> tuple
     geoms, crs = read_polygons(pred_path)
     geoms = reproject(geoms, crs, grid.crs.to_wkt() if grid.crs else None)
     pred = rasterize_instances(geoms, grid)
-    return score_instances(pred, ref), grid
+    return Evaluation(score_instances(pred, ref), grid, pred, ref)
 
 

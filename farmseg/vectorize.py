@@ -111,7 +111,7 @@ def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) 
                                "polygonizing")
     geoms, confidence = [], []
     for label in sorted(pieces):
-        merged = shapely.coverage_union_all(pieces[label]) if len(pieces[label]) > 1 \
+        merged = shapely.union_all(pieces[label]) if len(pieces[label]) > 1 \
             else pieces[label][0]
         for part in getattr(merged, "geoms", [merged]):
             geoms.append(part)

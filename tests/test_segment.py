@@ -21,7 +21,7 @@ def _segment(*args: str) -> int:
 def test_polygons_overlap_the_hand_drawn_fields(tmp_path):
     out = tmp_path / "fields.gpkg"
     assert _segment(SAMPLE, "-o", out) == 0
-    score, _ = evaluate_files(out, SAMPLE_FIELDS, SAMPLE)
+    score = evaluate_files(out, SAMPLE_FIELDS, SAMPLE).score
     assert score.pixel_iou > 0.8
     assert score.f1 > 0.5
     info = pyogrio.read_info(out, layer="fields")
