@@ -151,6 +151,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from farmseg.onnx_export import export_bundle_onnx
+
+    path, diff = export_bundle_onnx(args.model)
+    print(f"written: {path} (max |torch - onnx| probability difference {diff:.1e})")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from farmseg.bundle import list_bundles
 
@@ -244,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int)
     p.add_argument("--no-baseline", action="store_true")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("export-onnx", help="(re)write a bundle's model.onnx from its weights")
+    p.add_argument("model", help="bundle name or folder")
+    p.set_defaults(func=_cmd_export_onnx)
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)

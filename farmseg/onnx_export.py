@@ -14,11 +14,25 @@ from farmseg.errors import ModelError
 MAX_ABS_DIFF = 1e-3
 
 
-def export_onnx(model: torch.nn.Module, folder: Path, n_bands: int, size: int = 256) -> float:
+def export_bundle_onnx(name_or_path: str) -> tuple[Path, float]:
+    """Rebuild a bundle's network from its safetensors and (re)write its model.onnx."""
+    from farmseg.atomic import atomic_file
+    from farmseg.bundle import load_bundle
+    from farmseg.nets import network_from_bundle
+
+    bundle = load_bundle(name_or_path)
+    model = network_from_bundle(bundle.meta, bundle.weights_path)
+    with atomic_file(bundle.onnx_path) as tmp:
+        diff = export_onnx(model, tmp.parent, len(bundle.bands), path=tmp)
+    return bundle.onnx_path, diff
+
+
+def export_onnx(model: torch.nn.Module, folder: Path, n_bands: int, size: int = 256,
+                path: Path | None = None) -> float:
     """Write folder/model.onnx (dynamic batch and size); return max |torch - ORT| on probs."""
     model = model.eval().cpu()
     example = torch.rand(1, n_bands, size, size) * 2 - 1
-    path = Path(folder) / ONNX_NAME
+    path = path or Path(folder) / ONNX_NAME
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), input_names=["image"],

@@ -1,0 +1,87 @@
+"""Engines and import boundaries: ONNX Runtime without torch, the core without Qt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyogrio
+
+from tests.conftest import ROOT
+
+CORE_WITHOUT_TORCH = ["farmseg.cli", "farmseg.segment", "farmseg.raster", "farmseg.tiling",
+                      "farmseg.inference", "farmseg.vectorize", "farmseg.fields",
+                      "farmseg.export", "farmseg.evaluate", "farmseg.report",
+                      "farmseg.validation", "farmseg.engines", "farmseg.bundle",
+                      "farmseg.labels", "farmseg.info", "farmseg.bench"]
+
+
+def _python(code: str, tmp_path: Path, block_torch: bool = False, **kw):
+    env = dict(os.environ)
+    if block_torch:
+        blocker = tmp_path / "blocker" / "torch"
+        blocker.mkdir(parents=True)
+        (blocker / "__init__.py").write_text("raise ImportError('torch is not installed')\n")
+        env["PYTHONPATH"] = f"{blocker.parent}{os.pathsep}{ROOT}"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def test_core_imports_neither_qt_nor_torch(tmp_path):
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in CORE_WITHOUT_TORCH)
+            + "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_onnx_engine_segments_without_torch(tmp_path, sample_crop):
+    out = tmp_path / "f.geojson"
+    code = ("import sys; from farmseg.cli import main; "
+            f"sys.exit(main(['segment', {str(sample_crop)!r}, '-o', {str(out)!r}, "
+            "'--engine', 'onnx', '-q']))")
+    done = _python(code, tmp_path, block_torch=True)
+    assert done.returncode == 0, done.stderr
+    assert pyogrio.read_info(out)["features"] > 0
+
+
+def test_torch_engine_asked_for_without_torch_is_a_clear_error(tmp_path, sample_crop):
+    code = ("import sys; from farmseg.cli import main; "
+            f"sys.exit(main(['segment', {str(sample_crop)!r}, '-o', "
+            f"{str(tmp_path / 'f.gpkg')!r}, '--engine', 'torch', '-q']))")
+    done = _python(code, tmp_path, block_torch=True)
+    assert done.returncode == 2
+    assert "needs PyTorch" in done.stderr and "--engine onnx" in done.stderr
+
+
+def test_torch_and_onnx_engines_give_the_same_fields(tmp_path, sample_crop):
+    from farmseg.cli import main
+
+    counts = []
+    for engine in ("torch", "onnx"):
+        out = tmp_path / f"{engine}.gpkg"
+        assert main(["segment", str(sample_crop), "-o", str(out), "--engine", engine,
+                     "--prob", str(tmp_path / f"{engine}.tif"), "-q"]) == 0
+        counts.append(pyogrio.read_info(out)["features"])
+    import rasterio
+
+    with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / "onnx.tif") as b:
+        classes_a, classes_b = a.read().argmax(0), b.read().argmax(0)
+    assert (classes_a != classes_b).mean() < 0.002
+    assert abs(counts[0] - counts[1]) <= 1
+
+
+def test_export_onnx_rewrites_a_checked_model(tmp_path, capsys):
+    import shutil
+
+    from farmseg.bundle import resolve_bundle_path
+    from farmseg.cli import main
+
+    copy = tmp_path / "m"
+    shutil.copytree(resolve_bundle_path("default"), copy)
+    (copy / "model.onnx").unlink()
+    assert main(["export-onnx", str(copy)]) == 0
+    assert (copy / "model.onnx").stat().st_size > 1_000_000
+    assert "max |torch - onnx|" in capsys.readouterr().out
