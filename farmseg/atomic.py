@@ -17,17 +17,20 @@ SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 def check_target(target: Path, overwrite: bool) -> None:
     """Refuse a target we must not or cannot write, before any work starts."""
     target = Path(target)
-    if target.is_dir():
-        raise OutputError(target, "is a directory; give a file name")
-    if target.exists() and not overwrite:
-        raise OutputError(target, "already exists; use --overwrite to replace it")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(target, f"folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(target, f"folder {parent} is not writable")
     if len(target.name.encode()) > 255:
         raise OutputError(target, "file name is longer than 255 bytes")
+    try:
+        if target.is_dir():
+            raise OutputError(target, "is a directory; give a file name")
+        if target.exists() and not overwrite:
+            raise OutputError(target, "already exists; use --overwrite to replace it")
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise OutputError(target, f"folder {parent} does not exist")
+    except OSError as exc:
+        raise OutputError(target, f"cannot use this path ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(target, f"folder {parent} is not writable")
 
 
 def _fsync(path: Path) -> None:

@@ -62,7 +62,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         method=args.method, field_threshold=args.field_threshold,
         seed_threshold=args.seed_threshold, boundary_threshold=args.boundary_threshold,
         band_rows=args.band_rows, prob_out=args.prob, classes_out=args.classes,
-        csv_out=args.csv, overwrite=args.overwrite)
+        csv_out=args.csv, overwrite=args.overwrite, crs=args.crs)
     bar = ProgressBar(args.quiet)
     result = run_job(segment_job(options), bar)
     bar.close()
@@ -159,6 +159,14 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from farmseg.checkpoint_import import import_checkpoint
+
+    path = import_checkpoint(Path(args.file), args.arch, args.encoder, Path(args.out), args.bands)
+    print(f"model written to {path}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from farmseg.bundle import list_bundles
 
@@ -216,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prob", type=Path, help="also write class probabilities (GeoTIFF)")
     p.add_argument("--classes", type=Path, help="also write the class raster (GeoTIFF)")
     p.add_argument("--csv", type=Path, help="also write a CSV summary, one row per field")
+    p.add_argument("--crs", help="CRS of a raster that has none (e.g. EPSG:32615)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_segment)
@@ -256,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-onnx", help="(re)write a bundle's model.onnx from its weights")
     p.add_argument("model", help="bundle name or folder")
     p.set_defaults(func=_cmd_export_onnx)
+
+    p = sub.add_parser("import-checkpoint",
+                       help="convert a trusted PyTorch checkpoint (.pt/.pth) into a bundle")
+    p.add_argument("file")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--bands", type=_int_list)
+    p.set_defaults(func=_cmd_import_checkpoint)
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)

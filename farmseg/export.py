@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,8 @@ def write_fields(layer: FieldLayer, path: Path) -> Path:
     writer = atomic_fileset if suffix == ".shp" else atomic_file
     import pyogrio
 
-    with writer(path) as tmp:
+    with writer(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided")  # pixel units, said above
         try:
             pyogrio.raw.write(tmp, geometry=shapely.to_wkb(geoms) if len(geoms) else
                               np.array([], dtype=object), field_data=data, fields=names,

@@ -141,7 +141,7 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
             todo = [i for i, t in enumerate(tiles) if t is not None]
             for start in range(0, len(todo), settings.batch):
                 chunk = todo[start:start + settings.batch]
-                probs = predictor.predict(np.stack([tiles[i] for i in chunk]))
+                probs = predict_with_retry(predictor, np.stack([tiles[i] for i in chunk]), warn)
                 for i, p in zip(chunk, probs):
                     x0 = xs[i]
                     w = min(tile, width - x0)
@@ -160,6 +160,33 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
             wsum[tile - rows:] = 0.0
             yield Progress("segment", done, total, f"{done}/{total} tiles")
     return prob_path
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def predict_with_retry(predictor: Predictor, batch: np.ndarray, warn) -> np.ndarray:
+    """Predict; when memory runs out, retry in halves down to one tile, then explain."""
+    try:
+        return predictor.predict(batch)
+    except Exception as exc:  # engines raise RuntimeError (torch, ORT) or MemoryError
+        if not _out_of_memory(exc):
+            raise
+        if len(batch) == 1:
+            raise ModelError(None, f"out of memory predicting one {batch.shape[-1]} px tile; "
+                             "use a smaller --tile") from None
+    _release_cuda_memory()
+    half = len(batch) // 2
+    warn(f"out of memory with a batch of {len(batch)} tiles; retrying with {half}")
+    return np.concatenate([predict_with_retry(predictor, batch[:half], warn),
+                           predict_with_retry(predictor, batch[half:], warn)])
+
+
+def _release_cuda_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _write_rows(out, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray, y0: int) -> None:

@@ -54,11 +54,12 @@ class Grid:
 class RasterSource:
     """An open raster, read by windows; pixel validity from nodata, masks, alpha and NaN."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, crs: str | None = None) -> None:
+        """Open `path`; `crs` assigns a CRS to a raster that lacks one (or overrides it)."""
         self.path = Path(path)
         self.dataset = open_dataset(self.path)
         ds = self.dataset
-        self.grid = Grid(ds.width, ds.height, ds.transform, ds.crs)
+        self.grid = Grid(ds.width, ds.height, ds.transform, _parse_crs(crs) if crs else ds.crs)
         self.count = ds.count
         self.dtype = ds.dtypes[0]
         self.nodata = ds.nodata
@@ -110,6 +111,13 @@ class RasterSource:
                 y = int((self.height - h) * (iy + 0.5) / side)
                 windows.append(Window(x, y, w, h))
         return windows[:count]
+
+
+def _parse_crs(text: str) -> CRS:
+    try:
+        return CRS.from_user_input(text)
+    except Exception:
+        raise InputError(None, f"--crs {text}: not a CRS (use e.g. EPSG:32615)") from None
 
 
 def _first_line(exc: BaseException) -> str:

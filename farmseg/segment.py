@@ -48,6 +48,7 @@ class SegmentOptions:
     classes_out: Path | None = None
     csv_out: Path | None = None
     overwrite: bool = False
+    crs: str | None = None  # assign a CRS to a raster without one
     work_dir: Path | None = None  # where intermediates go (default: beside the output)
 
 
@@ -78,6 +79,11 @@ def _targets(options: SegmentOptions) -> list[Path]:
                               options.csv_out) if p is not None]
 
 
+def warn(text: str) -> None:
+    """Warnings go to stderr (the GUI shows stderr in its log)."""
+    sys.stderr.write(f"farmseg: warning: {text}\n")
+
+
 def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
     """Segment one raster; every output appears complete or not at all."""
     if options.output is not None:
@@ -85,15 +91,17 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
     for target in _targets(options):
         check_target(target, options.overwrite)
     bundle = load_bundle(options.model)
-    source = RasterSource(options.input)
+    source = RasterSource(options.input, options.crs)
     work_parent = options.work_dir or (Path(options.output).parent if options.output else None)
     work = Path(tempfile.mkdtemp(prefix=".farmseg-work-", dir=work_parent))
     try:
         if options.output is not None:
             check_layer_exportable(source.grid.crs, Path(options.output))
         if source.grid.crs is None:
-            sys.stderr.write(f"farmseg: warning: {source.path}: no CRS; areas are in pixel "
-                             "units\n")
+            warn(f"{source.path}: no CRS; areas are in pixel units (give one with --crs)")
+        if options.bands is None and source.count > 4:
+            warn(f"{source.path}: {source.count} bands; the model reads bands "
+                 f"{bundle.bands} as {', '.join(bundle.band_names)} (choose with --bands)")
         settings = TileSettings(options.tile or bundle.tile,
                                 bundle.overlap if options.overlap is None else options.overlap,
                                 options.batch)
@@ -101,7 +109,7 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         clock = time.monotonic()
         seconds: dict[str, float] = {}
         prob_path = yield from infer_job(source, bundle, predictor, settings,
-                                         work / "probabilities.tif", options.bands)
+                                         work / "probabilities.tif", options.bands, warn)
         seconds["infer"] = time.monotonic() - clock
         clock = time.monotonic()
         raw = yield from vectorize_job(prob_path, work, vectorize_settings(options, bundle))

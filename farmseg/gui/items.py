@@ -1,0 +1,116 @@
+"""Graphics items for the map: rasters drawn from decimated images, field outlines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (QGraphicsItem, QGraphicsObject, QGraphicsPathItem,
+                               QStyleOptionGraphicsItem, QWidget)
+
+from farmseg.gui.render import Style
+
+FIELD_COLOR = QColor(255, 221, 0)
+SELECTED_COLOR = QColor(0, 229, 255)
+FIELD_CHUNK = 400  # field items added per event-loop turn, so big results never freeze
+
+
+class RasterItem(QGraphicsItem):
+    """A raster in raster pixel coordinates (its transform places it in the scene).
+
+    Drawn from one decimated image of the whole raster, plus, when zoomed in, a sharper
+    image of the visible window (see DetailLoader).
+    """
+
+    def __init__(self, path: Path, width: int, height: int, style: Style, base: QImage) -> None:
+        super().__init__()
+        self.path, self.style = path, style
+        self._rect = QRectF(0, 0, width, height)
+        self._base = base
+        self._detail: tuple[QRectF, QImage] | None = None
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    @property
+    def base_resolution(self) -> float:
+        """Base image pixels per raster pixel (1.0 when the raster is shown whole)."""
+        return self._base.width() / self._rect.width()
+
+    def set_detail(self, rect: QRectF, image: QImage) -> None:
+        self._detail = (rect, image)
+        self.update()
+
+    def clear_detail(self) -> None:
+        if self._detail is not None:
+            self._detail = None
+            self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        screen_px = option.levelOfDetailFromTransform(painter.worldTransform())
+        layers = [(self._rect, self._base)] + ([self._detail] if self._detail else [])
+        for rect, image in layers:
+            # smooth when shrinking the image, crisp pixels when enlarging it
+            smooth = screen_px * rect.width() < image.width()
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+            painter.drawImage(rect, image)
+
+
+class FieldShape(QGraphicsPathItem):
+    """One field outline; `index` is its row in the field layer."""
+
+    def __init__(self, path: QPainterPath, index: int, parent: QGraphicsItem) -> None:
+        super().__init__(path, parent)
+        self.index = index
+        self.set_selected(False)
+
+    def set_selected(self, selected: bool) -> None:
+        pen = QPen(SELECTED_COLOR if selected else FIELD_COLOR, 3.0 if selected else 1.5)
+        pen.setCosmetic(True)
+        self.setPen(pen)
+        fill = QColor(SELECTED_COLOR)
+        fill.setAlpha(70)
+        self.setBrush(QBrush(fill) if selected else Qt.BrushStyle.NoBrush)
+        self.setZValue(1 if selected else 0)
+
+
+class FieldsItem(QGraphicsObject):
+    """Parent of one FieldShape per field; children are added a chunk per event-loop turn."""
+
+    def __init__(self, paths: list[QPainterPath], bounds: QRectF) -> None:
+        super().__init__()
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
+        self._bounds = bounds
+        self._pending = list(enumerate(paths))
+        self.shapes: list[FieldShape] = []
+        self._selected: FieldShape | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._add_chunk)
+        self._timer.start()
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        """Nothing: the children draw the outlines."""
+
+    @property
+    def complete(self) -> bool:
+        return not self._pending
+
+    def _add_chunk(self) -> None:
+        chunk, self._pending = self._pending[:FIELD_CHUNK], self._pending[FIELD_CHUNK:]
+        self.shapes.extend(FieldShape(path, index, self) for index, path in chunk)
+        if not self._pending:
+            self._timer.stop()
+
+    def select(self, shape: FieldShape | None) -> None:
+        if self._selected is not None:
+            self._selected.set_selected(False)
+        self._selected = shape
+        if shape is not None:
+            shape.set_selected(True)

@@ -1,0 +1,217 @@
+"""Side panel widgets: the run settings and progress, the selected field, the status bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyproj import CRS
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QProgressBar, QSizePolicy, QSpinBox, QStatusBar,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from farmseg.bundle import ModelBundle, list_bundles
+from farmseg.fields import FieldLayer
+from farmseg.jobs import Progress
+from farmseg.progressbar import _clock as clock_text
+
+STAGE_TEXT = {"crop": "cropping %p%", "segment": "%v/%m tiles", "vectorize": "vectorizing %p%",
+              "export": "finishing"}
+
+
+@dataclass
+class RunSettings:
+    """What the Segment button runs with."""
+
+    model: str  # bundle folder
+    device: str  # "auto", "cpu" or "cuda"
+    tile: int
+    overlap: int
+    min_area_ha: float
+    view_extent: bool  # only the current view, else the whole image
+
+
+def _action_button(action: QAction) -> QToolButton:
+    button = QToolButton()
+    button.setDefaultAction(action)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    return button
+
+
+class RunPanel(QWidget):
+    """Model, device, tiling, minimum area and extent; Segment and Cancel; progress."""
+
+    def __init__(self, segment: QAction, cancel: QAction, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._bundles: list[ModelBundle] = []
+        self.model = QComboBox(objectName="modelCombo")
+        self.model.currentIndexChanged.connect(self._on_model_changed)
+        self.model_info = QLabel(objectName="modelInfo", wordWrap=True)
+        self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.device = QComboBox(objectName="deviceCombo")
+        self.device.addItem("Auto", "auto")
+        self.device.addItem("CPU", "cpu")
+        self.tile = QSpinBox(objectName="tileSpin", minimum=64, maximum=4096, singleStep=32,
+                             suffix=" px")
+        self.overlap = QSpinBox(objectName="overlapSpin", minimum=0, maximum=2048, singleStep=16,
+                                suffix=" px")
+        self.tile.valueChanged.connect(lambda v: self.overlap.setMaximum(v // 2))
+        self.min_area = QDoubleSpinBox(objectName="minAreaSpin", minimum=0.0, maximum=10000.0,
+                                       decimals=2, singleStep=0.05, value=0.1, suffix=" ha")
+        self.extent = QComboBox(objectName="extentCombo")
+        self.extent.addItems(["Whole image", "Current view"])
+        self.progress = QProgressBar(objectName="progressBar", textVisible=True)
+        self.progress_text = QLabel(objectName="progressLabel")
+        self.summary = QLabel(objectName="summaryLabel", wordWrap=True)
+
+        form = QFormLayout()
+        form.addRow("Model", self.model)
+        form.addRow(self.model_info)
+        form.addRow("Device", self.device)
+        form.addRow("Tile size", self.tile)
+        form.addRow("Tile overlap", self.overlap)
+        form.addRow("Minimum field", self.min_area)
+        form.addRow("Extent", self.extent)
+        buttons = QHBoxLayout()
+        buttons.addWidget(_action_button(segment))
+        buttons.addWidget(_action_button(cancel))
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_text)
+        layout.addWidget(self.summary)
+        self.reset_progress()
+
+    def reload_models(self, select: str | None = None) -> None:
+        """List bundled and user models again; keep `select` (a folder or name) if it exists."""
+        current = select or self.model.currentData()
+        self._bundles = list_bundles()
+        self.model.blockSignals(True)
+        self.model.clear()
+        for bundle in self._bundles:
+            self.model.addItem(bundle.name, str(bundle.path))
+            self.model.setItemData(self.model.count() - 1, bundle.describe(),
+                                   Qt.ItemDataRole.ToolTipRole)
+        index = self._index_of(current)
+        index = index if index >= 0 else max(0, self._index_of("default"))
+        self.model.setCurrentIndex(index)
+        self.model.blockSignals(False)
+        self._on_model_changed()
+
+    def _index_of(self, wanted: str | None) -> int:
+        for index, bundle in enumerate(self._bundles):
+            if wanted in (str(bundle.path), bundle.name):
+                return index
+        return -1
+
+    def current_bundle(self) -> ModelBundle | None:
+        index = self.model.currentIndex()
+        return self._bundles[index] if 0 <= index < len(self._bundles) else None
+
+    def _on_model_changed(self) -> None:
+        bundle = self.current_bundle()
+        self.model_info.setText(bundle.describe() if bundle else "no model found")
+        if bundle is not None:
+            self.tile.setValue(bundle.tile)
+            self.overlap.setValue(bundle.overlap)
+
+    def set_gpu(self, name: str | None) -> None:
+        """Offer the GPU once the (slow) device probe has found one."""
+        if name and self.device.findData("cuda") < 0:
+            self.device.addItem(f"GPU: {name}", "cuda")
+
+    def select_device(self, device: str) -> None:
+        index = self.device.findData(device)
+        if index >= 0:
+            self.device.setCurrentIndex(index)
+
+    def settings(self) -> RunSettings:
+        bundle = self.current_bundle()
+        return RunSettings(model=str(bundle.path) if bundle else "default",
+                           device=str(self.device.currentData()), tile=self.tile.value(),
+                           overlap=self.overlap.value(), min_area_ha=self.min_area.value(),
+                           view_extent=self.extent.currentIndex() == 1)
+
+    def reset_progress(self) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.progress_text.clear()
+
+    def show_progress(self, report: Progress, elapsed: float, eta: float | None) -> None:
+        self.progress.setRange(0, max(1, report.total))
+        self.progress.setValue(report.done)
+        self.progress.setFormat(STAGE_TEXT.get(report.stage, report.stage))
+        eta_text = f" · ETA {clock_text(eta)}" if eta is not None else ""
+        self.progress_text.setText(f"elapsed {clock_text(elapsed)}{eta_text}")
+
+
+class FieldInfo(QGroupBox):
+    """Attributes of the field clicked on the map."""
+
+    ROWS = (("field_id", "Field", "{}"), ("area_ha", "Area", "{:.2f} ha"),
+            ("perim_m", "Perimeter", "{:,.0f} m"), ("confidence", "Confidence", "{:.2f}"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Selected field", parent)
+        self.setObjectName("fieldInfo")
+        form = QFormLayout(self)
+        self._values = {}
+        for key, label, _ in self.ROWS:
+            self._values[key] = QLabel("–", objectName=f"field_{key}")
+            form.addRow(label, self._values[key])
+
+    def show_field(self, layer: FieldLayer | None, index: int | None) -> None:
+        for key, _, fmt in self.ROWS:
+            known = layer is not None and index is not None
+            self._values[key].setText(fmt.format(layer.columns[key][index]) if known else "–")
+
+
+def crs_label(crs: CRS | None) -> str:
+    if crs is None:
+        return "no CRS (pixel units)"
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg} · {crs.name}" if epsg else crs.name
+
+
+def unit_label(crs: CRS | None) -> str:
+    if crs is None:
+        return "px"
+    if crs.is_geographic:
+        return "°"
+    name = crs.axis_info[0].unit_name if crs.axis_info else ""
+    return {"metre": "m", "foot": "ft", "US survey foot": "ftUS"}.get(name, name)
+
+
+def coordinate_text(x: float, y: float, crs: CRS | None) -> str:
+    if crs is not None and crs.is_geographic:
+        return f"lon {x:.6f}  lat {y:.6f}"
+    return f"x {x:,.1f}  y {y:,.1f} {unit_label(crs)}"
+
+
+class MapStatus:
+    """Permanent status bar fields: cursor coordinates, CRS, pixel size, zoom."""
+
+    def __init__(self, bar: QStatusBar) -> None:
+        self._labels = {}
+        for name in ("coords", "crs", "pixel", "zoom"):
+            self._labels[name] = QLabel(objectName=f"status_{name}")
+            bar.addPermanentWidget(self._labels[name])
+        self._labels["coords"].setMinimumWidth(230)
+        self.crs: CRS | None = None
+
+    def set_layer(self, crs: CRS | None, pixel_size: float | None) -> None:
+        """The current layer's CRS and pixel size; pixel_size None clears (no layer)."""
+        self.crs = crs
+        known = pixel_size is not None
+        self._labels["crs"].setText(crs_label(crs) if known else "")
+        self._labels["pixel"].setText(f"pixel {pixel_size:.3g} {unit_label(crs)}" if known else "")
+
+    def set_cursor(self, x: float, y: float) -> None:
+        self._labels["coords"].setText(coordinate_text(x, y, self.crs))
+
+    def set_zoom(self, screen_px_per_pixel: float) -> None:
+        self._labels["zoom"].setText(f"zoom {screen_px_per_pixel * 100:.0f} %")
