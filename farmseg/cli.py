@@ -38,9 +38,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = run_job(train_job(config), report)
     bar.close()
     print(f"model written to {result['bundle']}")
-    if result.get("base_val_field_iou") is not None:
-        print(f"validation field IoU: base {result['base_val_field_iou']:.3f} -> "
-              f"fine-tuned {result['val_field_iou']:.3f}")
+    if result.get("val_field_f1") is not None:
+        print(f"validation ({len(result['validation'])} tiles)  field pixel IoU  field F1")
+        if result.get("base_val_field_iou") is not None:
+            print(f"  base {args.base:<22} {result['base_val_field_iou']:.3f}        "
+                  f"{result['base_val_field_f1']:.3f}")
+        print(f"  {'trained' if args.base is None else 'fine-tuned':<27} "
+              f"{result['val_field_iou']:.3f}        {result['val_field_f1']:.3f}")
     return 0
 
 

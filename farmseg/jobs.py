@@ -51,6 +51,15 @@ def run_job(
         raise
 
 
+def drain(job: Job[T]) -> T:
+    """Run a job to its result, ignoring its progress."""
+    try:
+        while True:
+            next(job)
+    except StopIteration as stop:
+        return stop.value
+
+
 class EtaClock:
     """Elapsed time and a simple rate-based ETA for a stage."""
 

@@ -18,7 +18,7 @@ from farmseg.errors import InputError
 from farmseg.evaluate import Score, rasterize_instances, score_instances
 from farmseg.fields import CleanSettings, clean_fields
 from farmseg.inference import TileSettings, infer_job
-from farmseg.jobs import Job, Progress
+from farmseg.jobs import Job, Progress, drain
 from farmseg.raster import RasterSource
 from farmseg.vectorize import VectorizeSettings, vectorize_job
 
@@ -63,21 +63,12 @@ def score_probabilities(probs: list[Path], pairs: list[tuple[Path, Path]], work:
     """Vectorize each probability raster and score it against its reference fields."""
     total = Score()
     for prob, (_, ref_path) in zip(probs, pairs):
-        raw = yield_none(vectorize_job(prob, work, vectorize))
+        raw = drain(vectorize_job(prob, work, vectorize))
         layer = clean_fields(raw, clean)
         with rasterio.open(ref_path) as ref_src:
             ref = ref_src.read(1)
         total = total + score_instances(rasterize_instances(layer.geoms, raw.grid), ref)
     return total
-
-
-def yield_none(job: Job):
-    """Run a job to its result, ignoring its progress."""
-    try:
-        while True:
-            next(job)
-    except StopIteration as stop:
-        return stop.value
 
 
 def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,

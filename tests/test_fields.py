@@ -14,8 +14,8 @@ from rasterio.transform import from_origin
 from farmseg.cli import main
 from farmseg.evaluate import Score, score_instances
 from farmseg.fields import CleanSettings, clean_fields
+from farmseg.jobs import drain
 from farmseg.measure import areas_perimeters_m
-from farmseg.validation import yield_none
 from farmseg.vectorize import VectorizeSettings, vectorize_job
 from farmseg.vectors import reproject
 from tests.conftest import SAMPLE, SAMPLE_FIELDS
@@ -30,7 +30,7 @@ def _write_probs(path: Path, probs: np.ndarray) -> Path:
 
 
 def _fields(prob_path: Path, tmp: Path, **settings):
-    raw = yield_none(vectorize_job(prob_path, tmp, VectorizeSettings(**settings)))
+    raw = drain(vectorize_job(prob_path, tmp, VectorizeSettings(**settings)))
     return clean_fields(raw, CleanSettings(min_area_ha=0.01))
 
 
@@ -85,7 +85,7 @@ def test_result_does_not_depend_on_the_band_height(tmp_path, sample_probs):
 
 
 def test_neighbours_share_edges_without_gaps_or_overlaps(tmp_path, sample_probs):
-    raw = yield_none(vectorize_job(sample_probs, tmp_path, VectorizeSettings()))
+    raw = drain(vectorize_job(sample_probs, tmp_path, VectorizeSettings()))
     layer = clean_fields(raw, CleanSettings())
     geoms = layer.geoms
     assert all(shapely.is_valid(geoms))

@@ -46,20 +46,17 @@ class DetailLoader(QObject):
     def _request(self, item: RasterItem) -> None:
         transform = item.deviceTransform(self._view.viewportTransform())
         screen_px = math.hypot(transform.m11(), transform.m12())  # per raster pixel
-        visible = item.mapFromScene(self._view.visible_rect()).boundingRect() & item.boundingRect()
-        if visible.isEmpty() or screen_px <= item.base_resolution * SHARPER_BY:
+        window = item.visible_window(self._view.visible_rect())
+        if window is None or screen_px <= item.base_resolution * SHARPER_BY:
             item.clear_detail()
             return
-        left, top = math.floor(visible.left()), math.floor(visible.top())
-        width = math.ceil(visible.right()) - left
-        height = math.ceil(visible.bottom()) - top
+        left, top, width, height = window
         scale = min(1.0, screen_px)
         shape = (max(1, round(height * scale)), max(1, round(width * scale)))
         rect = QRectF(left, top, width, height)
-        window = Window(left, top, width, height)
         generation = self._generation
         run_in_background(
-            lambda: (item, generation, rect, read_detail(item.path, item.style, window, shape)),
+            lambda: (item, generation, rect, read_detail(item.path, item.style, Window(*window), shape)),
             self._deliver, lambda error: LOG.warning("detail read failed: %s", error[0]))
 
     def _deliver(self, value: tuple[RasterItem, int, QRectF, QImage]) -> None:

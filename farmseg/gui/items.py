@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, Qt, QTimer
@@ -37,6 +38,14 @@ class RasterItem(QGraphicsItem):
     def base_resolution(self) -> float:
         """Base image pixels per raster pixel (1.0 when the raster is shown whole)."""
         return self._base.width() / self._rect.width()
+
+    def visible_window(self, scene_rect: QRectF) -> tuple[int, int, int, int] | None:
+        """(column, row, width, height) of the raster pixels inside `scene_rect`, or None."""
+        visible = self.mapFromScene(scene_rect).boundingRect() & self._rect
+        if visible.isEmpty():
+            return None
+        left, top = math.floor(visible.left()), math.floor(visible.top())
+        return (left, top, math.ceil(visible.right()) - left, math.ceil(visible.bottom()) - top)
 
     def set_detail(self, rect: QRectF, image: QImage) -> None:
         self._detail = (rect, image)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import Affine
 
 from farmseg.errors import InputError
 from farmseg.labels import mask_from_binary, mask_from_polygons
@@ -31,6 +33,8 @@ class Sample:
     dtype: str
     pixel_size: float
     files: list[str] = field(default_factory=list)
+    transform: Affine = field(default_factory=Affine.identity)
+    crs: CRS | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -93,7 +97,7 @@ def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = No
     if not valid.any():
         raise InputError(image_path, "holds only nodata")
     return Sample(image_path.stem, image, mask, valid, dtype, pixel,
-                  [str(image_path), str(label_path)])
+                  [str(image_path), str(label_path)], transform, crs)
 
 
 def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
@@ -134,11 +138,14 @@ def split_validation(samples: list[Sample], fraction: float, seed: int
         if w >= h:  # strip off the east side
             cut = w - max(1, int(math.ceil(w * fraction)))
             parts = (np.s_[:, :cut], np.s_[:, cut:])
+            offset = sample.transform * Affine.translation(cut, 0)
         else:  # strip off the south side
             cut = h - max(1, int(math.ceil(h * fraction)))
             parts = (np.s_[:cut, :], np.s_[cut:, :])
-        for target, sl, tag in ((train, parts[0], "train"), (val, parts[1], "val")):
+            offset = sample.transform * Affine.translation(0, cut)
+        for target, sl, tag, transform in ((train, parts[0], "train", sample.transform),
+                                           (val, parts[1], "val", offset)):
             target.append(Sample(f"{sample.name}[{tag}]", sample.image[(slice(None),) + sl],
                                  sample.mask[sl], sample.valid[sl], sample.dtype,
-                                 sample.pixel_size, sample.files))
+                                 sample.pixel_size, sample.files, transform, sample.crs))
     return train, val

@@ -29,8 +29,10 @@ from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bun
 from farmseg.scaling import apply_scaling, fixed_scaling, percentile_scaling
 from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample,
                                       split_validation)
+from farmseg.training.scoring import score_samples
 
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
+DEFAULT_POSTPROCESS = {"field_threshold": 0.5, "seed_threshold": 0.5, "boundary_threshold": 0.5}
 
 
 @dataclass
@@ -225,11 +227,15 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     history: list[EpochReport] = []
     best: dict[str, Any] = {"iou": -1.0, "state": None, "epoch": 0}
-    base_iou = None
+    postprocess = (base.thresholds if base else {}) or DEFAULT_POSTPROCESS
+    base_score = None
     if base is not None and val:
         model.eval()
-        base_iou = field_iou([predict_whole(model, s, scaling, device) for s in val], val)
+        base_score = score_samples([predict_whole(model, s, scaling, device) for s in val], val,
+                                   postprocess)
         model.train()
+    base_iou = base_score.pixel_iou if base_score else None
+    final_score: dict[str, Any] = {}
 
     def meta_for(partial: bool) -> dict[str, Any]:
         mean, std = normalization(n_bands)
@@ -249,9 +255,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
             "scaling": scaling,
             "normalize": {"mean": mean, "std": std},
             "inference": meta.get("inference", {"tile": 512, "overlap": 64}),
-            "postprocess": meta.get("postprocess", {"field_threshold": 0.5,
-                                                     "seed_threshold": 0.5,
-                                                     "boundary_threshold": 0.5}),
+            "postprocess": postprocess,
             "partial": partial,
         })
         meta["training"] = {
@@ -270,8 +274,12 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
         }
         metrics = dict(meta.get("metrics", {})) if base else {}
         metrics["val_field_iou"] = round(best["iou"], 4) if best["iou"] >= 0 else None
-        if base_iou is not None:
-            metrics["base_val_field_iou"] = round(base_iou, 4)
+        if "f1" in final_score:
+            metrics["val_pixel_iou"] = round(final_score["iou"], 4)
+            metrics["val_field_f1"] = round(final_score["f1"], 4)
+        if base_score is not None:
+            metrics["base_val_field_iou"] = round(base_score.pixel_iou, 4)
+            metrics["base_val_field_f1"] = round(base_score.f1, 4)
         meta["metrics"] = metrics
         return meta
 
@@ -334,10 +342,19 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                            + (f", val field IoU {val_iou:.3f}" if val_iou is not None else ""),
                            {"epoch": epoch, "loss": history[-1].train_loss, "val_iou": val_iou,
                             "base_val_iou": base_iou})
+        if val:
+            model.load_state_dict(best["state"])
+            model.eval()
+            score = score_samples([predict_whole(model, s, scaling, device) for s in val], val,
+                                  postprocess)
+            final_score.update(iou=score.pixel_iou, f1=score.f1)
         path = write(partial=False)
         finished = True
-        return {"bundle": str(path), "val_field_iou": best["iou"], "base_val_field_iou": base_iou,
-                "validation": val, "history": history}
+        return {"bundle": str(path), "val_field_iou": final_score.get("iou", best["iou"]),
+                "val_field_f1": final_score.get("f1"),
+                "base_val_field_iou": base_iou,
+                "base_val_field_f1": base_score.f1 if base_score else None,
+                "validation": [s.name for s in val], "history": history}
     finally:
         if not finished and best["state"] is not None:
             write(partial=True)

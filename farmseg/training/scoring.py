@@ -1,0 +1,54 @@
+"""Field-level scores of in-memory predictions on labeled samples (no torch here)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from scipy import ndimage
+
+from farmseg.evaluate import Score, rasterize_instances, score_instances
+from farmseg.fields import CleanSettings, clean_fields
+from farmseg.inference import PROB_SCALE
+from farmseg.jobs import drain
+from farmseg.raster import Grid, raster_profile_for
+from farmseg.training.samples import Sample
+from farmseg.vectorize import FOUR_CONNECTED, VectorizeSettings, vectorize_job
+
+
+def reference_instances(mask: np.ndarray) -> np.ndarray:
+    """Field instances from a 3-class mask: interiors, each grown over its boundary band."""
+    interiors, _ = ndimage.label(mask == 1, structure=FOUR_CONNECTED)
+    if interiors.max() == 0:
+        return interiors
+    _, (iy, ix) = ndimage.distance_transform_edt(interiors == 0, return_indices=True)
+    grown = interiors[iy, ix]
+    grown[mask == 0] = 0
+    return grown
+
+
+def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
+                  postprocess: dict[str, float], min_area_ha: float = 0.1) -> Score:
+    """Vectorize each sample's probabilities like `segment` does and score the fields."""
+    known = VectorizeSettings.__dataclass_fields__
+    settings = VectorizeSettings(**{k: v for k, v in postprocess.items() if k in known})
+    total = Score()
+    with tempfile.TemporaryDirectory(prefix="farmseg-score-") as tmp:
+        for probs, sample in zip(probabilities, samples):
+            h, w = sample.shape
+            grid = Grid(w, h, sample.transform, sample.crs)
+            path = Path(tmp) / "probs.tif"
+            quantized = np.round(probs * PROB_SCALE).astype(np.uint8)
+            quantized[:, ~sample.valid] = 0
+            quantized[0, ~sample.valid] = int(PROB_SCALE)
+            with rasterio.open(path, "w", **raster_profile_for(grid, probs.shape[0],
+                                                                "uint8")) as out:
+                out.write(quantized)
+            raw = drain(vectorize_job(path, Path(tmp), settings))
+            layer = clean_fields(raw, CleanSettings(min_area_ha=min_area_ha))
+            predicted = rasterize_instances(layer.geoms, grid)
+            total = total + score_instances(predicted, reference_instances(sample.mask),
+                                            sample.valid)
+    return total
