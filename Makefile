@@ -7,7 +7,7 @@ DATA ?= ../shared/data/agoro-naip/train
 SAMPLE := resources/sample/sample.tif
 OUT ?= runs/sample_fields.gpkg
 
-.PHONY: run demo test model bench bench-gui package clean
+.PHONY: run demo test model bench bench-gui package clean finetune-check
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs build dist .pytest_cache
+
+finetune-check: $(STAMP)
+	$(BIN)/python -m farmseg.finetune_check --data $(DATA)

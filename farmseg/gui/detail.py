@@ -54,10 +54,13 @@ class DetailLoader(QObject):
         scale = min(1.0, screen_px)
         shape = (max(1, round(height * scale)), max(1, round(width * scale)))
         rect = QRectF(left, top, width, height)
-        generation = self._generation
-        run_in_background(
-            lambda: (item, generation, rect, read_detail(item.path, item.style, Window(*window), shape)),
-            self._deliver, lambda error: LOG.warning("detail read failed: %s", error[0]))
+        generation, path, style = self._generation, item.path, item.style
+
+        def load() -> tuple[RasterItem, int, QRectF, QImage]:
+            return item, generation, rect, read_detail(path, style, Window(*window), shape)
+
+        run_in_background(load, self._deliver,
+                          lambda error: LOG.warning("detail read failed: %s", error[0]))
 
     def _deliver(self, value: tuple[RasterItem, int, QRectF, QImage]) -> None:
         item, generation, rect, image = value

@@ -20,8 +20,8 @@ class MapView(QGraphicsView):
     viewChanged = Signal()  # after zooming, panning or resizing settles
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(QGraphicsScene(), parent)
-        self.scene().setParent(self)
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
         self.y_sign = -1.0
         self._pixel = 1.0  # scene units per raster pixel of the finest layer
         self._extent = QRectF()

@@ -141,6 +141,11 @@ class RunPanel(QWidget):
         self.progress.setFormat("idle")
         self.progress_text.clear()
 
+    def show_starting(self, text: str) -> None:
+        self.progress.setRange(0, 0)  # busy until the first report
+        self.progress.setFormat("starting")
+        self.summary.setText(text)
+
     def show_progress(self, report: Progress, elapsed: float, eta: float | None) -> None:
         self.progress.setRange(0, max(1, report.total))
         self.progress.setValue(report.done)

@@ -20,6 +20,7 @@ from farmseg.labels import mask_from_binary, mask_from_polygons
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
+MIN_CROP = 32  # the networks downsample 5 times
 
 
 @dataclass
@@ -86,8 +87,14 @@ def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = No
             pixel = abs(src.transform.a) or 1.0
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(image_path, f"cannot read image ({exc})") from None
-    if np.issubdtype(image.dtype, np.floating):
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        if src.nodata is None or not np.isnan(src.nodata):
+            raise InputError(image_path, "holds NaN pixels without NaN declared as nodata; "
+                             "fill them or set nodata=nan")
         valid &= np.all(np.isfinite(image), axis=0)
+    if min(shape) < MIN_CROP:
+        raise InputError(image_path, f"is {shape[1]} x {shape[0]} px, smaller than the "
+                         f"{MIN_CROP} px minimum crop")
     if label_path.suffix.lower() in RASTER_SUFFIXES:
         mask = _read_mask(label_path, shape, transform, crs)
     else:

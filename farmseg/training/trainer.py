@@ -65,6 +65,19 @@ class EpochReport:
     seconds: float
 
 
+def warmup_cosine(total_steps: int, warmup_fraction: float = 0.1):
+    """LR factor per step: linear warm-up, then cosine decay to 1 % (works for 1 step too)."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -221,8 +234,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     train_pixels = sum(int(s.valid.sum()) for s in train)
     steps = max(1, math.ceil(train_pixels / crop ** 2 / config.batch))
     total_steps = steps * config.epochs
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                    total_steps=total_steps, pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
     sampler = CropSampler(train, crop, scaling, config.seed)
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     history: list[EpochReport] = []

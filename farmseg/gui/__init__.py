@@ -1,0 +1,16 @@
+"""The desktop application (PySide6). `MainWindow` is imported on first use, so that the
+segmentation process, which runs `farmseg.gui.job_process`, never loads Qt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MainWindow"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MainWindow":
+        from farmseg.gui.main_window import MainWindow
+
+        return MainWindow
+    raise AttributeError(f"module 'farmseg.gui' has no attribute {name!r}")

@@ -1,0 +1,135 @@
+"""Training and fine-tuning from the CLI on tiny real crops; label checks; cancel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+
+from farmseg.bundle import load_bundle
+from farmseg.cli import main
+from farmseg.errors import Cancelled, InputError
+from farmseg.jobs import run_job
+from tests.conftest import SHARED, write_crop
+
+pytest.importorskip("torch")
+
+
+def test_fine_tune_from_the_cli_prints_before_and_after(tmp_path, labeled_dir, capsys,
+                                                         sample_crop):
+    out = tmp_path / "tuned"
+    assert main(["train", "--data", str(labeled_dir), "--base", "default", "--out", str(out),
+                 "--epochs", "1", "--tile", "64", "--batch", "4", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "base default" in text and "fine-tuned" in text and "field F1" in text
+    meta = json.loads((out / "farmseg.json").read_text())
+    assert meta["training"]["base"] == "default" and meta["partial"] is False
+    assert {"base_val_field_f1", "val_field_f1"} <= set(meta["metrics"])
+    assert len(meta["training"]["files"]) == 6
+    fields = tmp_path / "f.gpkg"
+    assert main(["segment", str(sample_crop), "-o", str(fields), "--model", str(out), "-q"]) == 0
+    assert pyogrio.read_info(fields)["features"] >= 0
+
+
+def test_train_from_scratch_on_polygon_labels(tmp_path, monkeypatch):
+    names = sorted(p.stem for p in (SHARED / "images").glob("*.tif"))[:2]
+    data = tmp_path / "data"
+    for name in names:
+        write_crop(SHARED / "images" / f"{name}.tif", data / "images" / f"{name}.tif",
+                   0, 0, 160, 160)
+        shutil.copy(SHARED / "fields" / f"{name}.geojson", data / "fields" / f"{name}.geojson"
+                    if (data / "fields").is_dir() else _mkdir(data / "fields") / f"{name}.geojson")
+    out = tmp_path / "scratch"
+    assert main(["train", "--data", str(data), "--out", str(out), "--arch", "unet",
+                 "--encoder", "mobilenet_v2", "--epochs", "1", "--tile", "64", "--batch", "2",
+                 "-q"]) == 0
+    bundle = load_bundle(out)
+    assert bundle.encoder == "mobilenet_v2" and bundle.has_onnx
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def test_cancel_writes_the_best_epoch_as_a_partial_bundle(tmp_path, labeled_dir):
+    from farmseg.training.trainer import TrainConfig, train_job
+
+    out = tmp_path / "models" / "cancelled"
+    config = TrainConfig(data=str(labeled_dir), out=str(out), base="default", epochs=5,
+                         tile=64, batch=4)
+    epochs = []
+    with pytest.raises(Cancelled):
+        run_job(train_job(config), lambda p: epochs.append(p) if p.stage == "epoch" else None,
+                lambda: len(epochs) >= 1)
+    assert json.loads((out / "farmseg.json").read_text())["partial"] is True
+    assert load_bundle(out).has_onnx
+    assert [p.name for p in out.parent.iterdir()] == ["cancelled"]
+
+
+def test_cancel_before_any_epoch_leaves_no_bundle(tmp_path, labeled_dir):
+    from farmseg.training.trainer import TrainConfig, train_job
+
+    models = _mkdir(tmp_path / "models")
+    config = TrainConfig(data=str(labeled_dir), out=str(models / "none"), base="default",
+                         epochs=2, tile=64, batch=4)
+    steps = []
+    with pytest.raises(Cancelled):
+        run_job(train_job(config), steps.append, lambda: len(steps) >= 1)
+    assert list(models.iterdir()) == []
+
+
+# ---- label checks: a clear message naming the file, nothing starts ----------------------
+
+def _break(labeled_dir: Path, what: str) -> Path:
+    mask = sorted((labeled_dir / "masks").iterdir())[0]
+    image = labeled_dir / "images" / mask.name
+    with rasterio.open(mask, "r+") as ds:
+        data = ds.read()
+        if what == "empty":
+            ds.write(np.zeros_like(data))
+        elif what == "classes":
+            data[0, 0, :10] = 7
+            ds.write(data)
+        elif what == "grid":
+            ds.transform = ds.transform * rasterio.Affine.translation(5, 0)
+    if what == "nan":
+        write_crop(image, image.with_suffix(".tmp.tif"), 0, 0, 192, 160, dtype="float32")
+        with rasterio.open(image.with_suffix(".tmp.tif"), "r+") as ds:
+            data = ds.read()
+            data[:, 5, 5] = np.nan
+            ds.write(data)
+        image.with_suffix(".tmp.tif").replace(image)
+        return image
+    if what == "small":
+        write_crop(image, image.with_suffix(".tmp.tif"), 0, 0, 20, 20)
+        image.with_suffix(".tmp.tif").replace(image)
+        return image
+    if what == "missing":
+        mask.unlink()
+        return image
+    return mask
+
+
+@pytest.mark.parametrize("case,message", [
+    ("empty", "empty mask"), ("classes", "found [0, 1, 2, 7]"), ("grid", "differs from its image"),
+    ("nan", "NaN pixels"), ("small", "minimum crop"), ("missing", "has no label")])
+def test_bad_labels_are_refused_before_training(tmp_path, labeled_dir, capsys, case, message):
+    broken = _break(labeled_dir, case)
+    code = main(["train", "--data", str(labeled_dir), "--base", "default", "--out",
+                 str(tmp_path / "m"), "--epochs", "1", "-q"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and str(broken) in line and message in line
+    assert not (tmp_path / "m").exists()
+
+
+def test_label_folder_without_images(tmp_path):
+    from farmseg.training.samples import find_labeled_pairs
+
+    with pytest.raises(InputError, match="no images/ folder"):
+        find_labeled_pairs(tmp_path)
