@@ -21,6 +21,7 @@ SCHEMA_VERSION = 1
 META_NAME = "farmseg.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
+ONNX_INT8_NAME = "model.int8.onnx"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".bin")
 CLASS_NAMES = ["background", "field", "boundary"]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -114,6 +115,16 @@ class ModelBundle:
     @property
     def has_onnx(self) -> bool:
         return self.onnx_path.is_file()
+
+    @property
+    def int8_path(self) -> Path:
+        return self.path / ONNX_INT8_NAME
+
+    @property
+    def int8_accepted(self) -> bool:
+        """An int8 model exists and kept field F1 within tolerance of fp32 on validation."""
+        check = self.meta.get("precision", {}).get("int8", {})
+        return self.int8_path.is_file() and bool(check.get("accepted"))
 
     def describe(self) -> str:
         """One line: what the model expects."""

@@ -61,7 +61,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     options = SegmentOptions(
         input=Path(args.input), output=Path(args.output), model=args.model, engine=args.engine,
-        device=args.device, tile=args.tile, overlap=args.overlap, batch=args.batch,
+        device=args.device, precision=args.precision, tile=args.tile, overlap=args.overlap, batch=args.batch,
         bands=args.bands, min_area_ha=args.min_area_ha, min_hole_ha=args.min_hole_ha,
         method=args.method, field_threshold=args.field_threshold,
         seed_threshold=args.seed_threshold, boundary_threshold=args.boundary_threshold,
@@ -171,6 +171,21 @@ def _cmd_import_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from farmseg.bundle import load_bundle
+    from farmseg.quantize import precision_job
+
+    bundle = load_bundle(args.model)
+    bar = ProgressBar(args.quiet)
+    results = run_job(precision_job(bundle, Path(args.data), tuple(args.variants)), bar)
+    bar.close()
+    for name, r in results.items():
+        verdict = "accepted" if r["accepted"] else "rejected (kept fp32)"
+        print(f"{name}: validation field F1 {r['val_field_f1']:.3f} vs fp32 "
+              f"{r['fp32_val_field_f1']:.3f} -> {verdict}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from farmseg.bundle import list_bundles
 
@@ -212,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="bundle name or folder")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "bf16", "fp16"],
+                   help="auto picks int8/bf16 only where the CPU runs it fast and the model's "
+                   "accuracy check passed; fp32 is always the exact path")
     p.add_argument("--tile", type=int, help="tile size in px (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in px (default: the model's)")
     p.add_argument("--batch", type=int, default=4)
@@ -278,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--bands", type=_int_list)
     p.set_defaults(func=_cmd_import_checkpoint)
+
+    p = sub.add_parser("quantize", help="build reduced-precision variants and check accuracy")
+    p.add_argument("--data", required=True, help="folder with the model's validation images")
+    p.add_argument("--model", default="default")
+    p.add_argument("--variants", nargs="+", default=["int8"], choices=["int8", "bf16"])
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)

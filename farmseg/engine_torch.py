@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from farmseg.bundle import ModelBundle
+from farmseg.cpu import has_native_bf16
 from farmseg.engines import cpu_threads
 from farmseg.errors import UsageError
 from farmseg.nets import network_from_bundle
@@ -14,7 +15,7 @@ from farmseg.nets import network_from_bundle
 class TorchPredictor:
     """A bundle's network on CPU (channels_last) or CUDA."""
 
-    def __init__(self, bundle: ModelBundle, device: str = "auto") -> None:
+    def __init__(self, bundle: ModelBundle, device: str = "auto", precision: str = "auto") -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
@@ -24,13 +25,33 @@ class TorchPredictor:
             torch.set_num_threads(cpu_threads())
         self.model = network_from_bundle(bundle.meta, bundle.weights_path).to(self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast = self._autocast_dtype(precision, bundle)
         self.name = f"torch/{self.device.type}"
         if self.device.type == "cuda":
             self.name += f" ({torch.cuda.get_device_name(self.device)})"
+        self.name += f"/{str(self.autocast).replace('torch.', '') if self.autocast else 'fp32'}"
+
+    def _autocast_dtype(self, precision: str, bundle: ModelBundle) -> torch.dtype | None:
+        """bf16/fp16 autocast when asked; auto: bf16 on CPUs with native bf16, if the
+        bundle's bf16 accuracy check passed."""
+        if precision == "bf16":
+            return torch.bfloat16
+        if precision == "fp16":
+            if self.device.type != "cuda":
+                raise UsageError(None, "--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
+            return torch.float16
+        accepted = bundle.meta.get("precision", {}).get("bf16", {}).get("accepted")
+        if precision == "auto" and self.device.type == "cpu" and accepted and has_native_bf16():
+            return torch.bfloat16
+        return None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
             x = x.contiguous(memory_format=torch.channels_last)
-            probs = torch.softmax(self.model(x), dim=1)
-            return probs.float().cpu().numpy()
+            if self.autocast is None:
+                logits = self.model(x)
+            else:
+                with torch.autocast(self.device.type, dtype=self.autocast):
+                    logits = self.model(x)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -15,6 +15,7 @@ from farmseg.errors import ModelError, UsageError
 
 ENGINES = ("auto", "torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 
 class Predictor(Protocol):
@@ -42,20 +43,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class OnnxPredictor:
     """ONNX Runtime on the CPU, threads set to the available cores."""
 
-    def __init__(self, bundle: ModelBundle) -> None:
+    def __init__(self, bundle: ModelBundle, int8: bool = False) -> None:
         import onnxruntime as ort
 
+        path = bundle.int8_path if int8 else bundle.onnx_path
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(bundle.onnx_path), options,
+            self.session = ort.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise ModelError(bundle.onnx_path, f"cannot load ONNX model ({exc})") from None
+            raise ModelError(path, f"cannot load ONNX model ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
-        self.name = "onnx/cpu"
+        self.name = "onnx/cpu/int8" if int8 else "onnx/cpu/fp32"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
@@ -78,17 +80,35 @@ def torch_cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "auto") -> Predictor:
-    """Pick and build an engine: auto = ONNX Runtime on CPU when possible, torch on CUDA."""
-    if engine not in ENGINES:
-        raise UsageError(None, f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
-    if device not in DEVICES:
-        raise UsageError(None, f"unknown device '{device}' (choose from {', '.join(DEVICES)})")
+def int8_is_fast() -> bool:
+    """ONNX Runtime's int8 kernels beat fp32 with AVX2 (u8s8) or VNNI; not on older CPUs."""
+    from farmseg.cpu import cpu_flags, has_vnni
+
+    return "avx2" in cpu_flags() or has_vnni()
+
+
+def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "auto",
+                   precision: str = "auto") -> Predictor:
+    """Pick and build an engine: auto = ONNX Runtime on CPU when possible, torch on CUDA.
+
+    precision auto: int8 ONNX where the bundle's int8 model passed its accuracy check and
+    the CPU has fast int8; bf16 autocast for torch on CPUs with native bf16; else fp32.
+    """
+    for value, allowed, what in ((engine, ENGINES, "engine"), (device, DEVICES, "device"),
+                                 (precision, PRECISIONS, "precision")):
+        if value not in allowed:
+            raise UsageError(None, f"unknown {what} '{value}' (choose from {', '.join(allowed)})")
+    if precision == "int8" and engine == "torch":
+        raise UsageError(None, "--precision int8 runs on ONNX Runtime; use --engine onnx")
+    if precision in ("bf16", "fp16") and engine == "onnx":
+        raise UsageError(None, f"--precision {precision} runs on torch; use --engine torch")
     if engine == "onnx" and device == "cuda":
         raise UsageError(None, "--engine onnx runs on the CPU; use --engine torch for CUDA")
     if engine == "auto":
         wants_cuda = device == "cuda" or (device == "auto" and torch_cuda_available())
-        if not wants_cuda and bundle.has_onnx and onnxruntime_available():
+        if precision in ("bf16", "fp16"):
+            engine = "torch"
+        elif not wants_cuda and bundle.has_onnx and onnxruntime_available():
             engine = "onnx"
         else:
             engine = "torch"
@@ -96,10 +116,14 @@ def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "aut
         if not bundle.has_onnx:
             raise ModelError(bundle.path, "has no model.onnx; run `farmseg export-onnx` on it "
                              "or use --engine torch")
-        return OnnxPredictor(bundle)
+        if precision == "int8" and not bundle.int8_path.is_file():
+            raise ModelError(bundle.path, "has no int8 model; make one with `farmseg quantize`")
+        use_int8 = precision == "int8" or (precision == "auto" and bundle.int8_accepted
+                                           and int8_is_fast())
+        return OnnxPredictor(bundle, int8=use_int8)
     try:
         from farmseg.engine_torch import TorchPredictor
     except ImportError as exc:
         raise ModelError(bundle.path, f"the torch engine needs PyTorch, which is not "
                          f"installed ({exc}); use --engine onnx") from None
-    return TorchPredictor(bundle, device)
+    return TorchPredictor(bundle, device, precision)

@@ -33,6 +33,7 @@ class SegmentOptions:
     model: str = "default"
     engine: str = "auto"
     device: str = "auto"
+    precision: str = "auto"
     tile: int | None = None
     overlap: int | None = None
     batch: int = 4
@@ -105,7 +106,7 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         settings = TileSettings(options.tile or bundle.tile,
                                 bundle.overlap if options.overlap is None else options.overlap,
                                 options.batch)
-        predictor = make_predictor(bundle, options.engine, options.device)
+        predictor = make_predictor(bundle, options.engine, options.device, options.precision)
         clock = time.monotonic()
         seconds: dict[str, float] = {}
         prob_path = yield from infer_job(source, bundle, predictor, settings,

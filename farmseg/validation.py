@@ -43,17 +43,17 @@ def validation_pairs(bundle: ModelBundle, data_dir: Path) -> list[tuple[Path, Pa
 
 
 def predict_all(bundle: ModelBundle, pairs: list[tuple[Path, Path]], work: Path,
-                engine: str = "auto") -> Job[list[Path]]:
+                engine: str = "auto", precision: str = "fp32") -> Job[list[Path]]:
     """Probability rasters for each image (in `work`)."""
-    predictor = make_predictor(bundle, engine)
+    predictor = make_predictor(bundle, engine, precision=precision)
     out = []
     for index, (image, _) in enumerate(pairs):
         with RasterSource(image) as src:
             job = infer_job(src, bundle, predictor, TileSettings(bundle.tile, bundle.overlap),
-                            work / f"prob_{index}.tif")
+                            work / f"prob_{index}_{precision}.tif")
             for _ in job:
                 pass
-            out.append(work / f"prob_{index}.tif")
+            out.append(work / f"prob_{index}_{precision}.tif")
         yield Progress("predict", index + 1, len(pairs), image.name)
     return out
 

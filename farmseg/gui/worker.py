@@ -30,7 +30,8 @@ from farmseg.gui.tasks import describe
 from farmseg.segment import SegmentOptions, SegmentResult
 
 LOG = logging.getLogger("farmseg.gui")
-GRACE_S = 1.0  # after Cancel, the process may take this long to stop by itself, then is killed
+GRACE_S = 1.0  # after Cancel, the process may take this long to stop by itself
+EXIT_S = 0.5  # after its last message, the process may take this long to exit; then it is killed
 POLL_S = 0.05
 
 
@@ -64,7 +65,7 @@ class JobFailed(Exception):
 
 
 def _exit_reason(process: BaseProcess) -> str:
-    process.join(GRACE_S)
+    process.join(EXIT_S)
     code = process.exitcode
     if code is not None and code < 0:
         return f"the segmentation process was killed (signal {-code}; out of memory?)"
@@ -93,8 +94,14 @@ class SegmentWorker(QObject):
     def run(self) -> None:
         started = time.monotonic()
         kept = False
+        context = multiprocessing.get_context("spawn")
+        conn, child_conn = context.Pipe()
+        process = context.Process(target=job_process.run, name="farmseg-segment", daemon=True,
+                                  args=(child_conn, self.request.options, self.request.window))
         try:
-            result = self._run_process()
+            process.start()
+            child_conn.close()
+            result = self._listen(conn, process)
             outcome = self._prepare(result, started) if result is not None else None
             if outcome is None:
                 self.cancelled.emit()
@@ -107,28 +114,18 @@ class SegmentWorker(QObject):
             LOG.exception("segmentation worker failed")
             self.failed.emit(describe(exc), traceback.format_exc())
         finally:
+            conn.close()
+            if process.is_alive():
+                process.join(EXIT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
             if not kept:
                 shutil.rmtree(self.request.job_dir, ignore_errors=True)
             self.ended.emit()
 
-    def _run_process(self) -> SegmentResult | None:
-        """The job's result, or None when cancelled."""
-        context = multiprocessing.get_context("spawn")
-        conn, child_conn = context.Pipe()
-        process = context.Process(target=job_process.run, name="farmseg-segment", daemon=True,
-                                  args=(child_conn, self.request.options, self.request.window))
-        process.start()
-        child_conn.close()
-        try:
-            return self._listen(conn, process)
-        finally:
-            conn.close()
-            process.join(GRACE_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-
     def _listen(self, conn: Connection, process: BaseProcess) -> SegmentResult | None:
+        """Relay the process's messages until its result (None when cancelled)."""
         cancel_sent: float | None = None
         while True:
             if self._cancel.is_set():

@@ -1,0 +1,98 @@
+"""Reduced-precision variants of a bundle, kept only where field F1 holds.
+
+int8: ONNX Runtime static QDQ quantization (per-channel weights, activations calibrated on
+training tiles). bf16: torch autocast. Each is scored on the bundle's validation images
+against fp32 and marked accepted when |F1 - F1_fp32| <= 0.01.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from farmseg.bundle import ModelBundle, write_meta
+from farmseg.fields import CleanSettings
+from farmseg.jobs import Job, Progress
+from farmseg.scaling import apply_scaling
+from farmseg.validation import predict_all, score_probabilities, validation_pairs
+from farmseg.vectorize import VectorizeSettings
+
+F1_TOLERANCE = 0.01
+CALIBRATION_TILES = 16
+
+
+def calibration_tiles(bundle: ModelBundle, tile: int = 512) -> list[np.ndarray]:
+    """Network inputs from the bundle's training images (never its validation images)."""
+    training = bundle.meta.get("training", {})
+    val = {n.split("[")[0] for n in training.get("validation", [])}
+    images = [Path(f) for f in training.get("files", []) if "/images/" in f
+              and Path(f).stem not in val and Path(f).is_file()]
+    norm = bundle.meta["normalize"]
+    tiles = []
+    for index, path in enumerate(images[:CALIBRATION_TILES]):
+        with rasterio.open(path) as src:
+            size = min(tile, src.width, src.height)
+            x = (index * 197) % max(1, src.width - size + 1)
+            data = src.read(bundle.bands, window=Window(x, 0, size, size))
+        tiles.append(apply_scaling(data, bundle.scaling, norm["mean"], norm["std"])[None])
+    return tiles
+
+
+def build_int8(bundle: ModelBundle) -> Path:
+    """Write model.int8.onnx next to model.onnx."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    tiles = calibration_tiles(bundle)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(tiles)
+
+        def get_next(self):
+            item = next(self.items, None)
+            return None if item is None else {"image": item}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(bundle.onnx_path), str(prepared))
+        quantize_static(str(prepared), str(bundle.int8_path), Reader(),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.Percentile,
+                        extra_options={"CalibPercentile": 99.99})
+    return bundle.int8_path
+
+
+def precision_job(bundle: ModelBundle, data_dir: Path, variants: tuple[str, ...] = ("int8",)
+                  ) -> Job[dict[str, dict]]:
+    """Build and score reduced-precision variants; record the verdicts in the bundle."""
+    if "int8" in variants:
+        yield Progress("quantize", 0, 1, "int8 calibration")
+        build_int8(bundle)
+    pairs = validation_pairs(bundle, data_dir)
+    settings = VectorizeSettings(**bundle.thresholds)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="farmseg-precision-") as tmp:
+        work = Path(tmp)
+        scores = {}
+        for precision in ("fp32", *variants):
+            engine = "onnx" if precision in ("fp32", "int8") else "torch"
+            probs = yield from predict_all(bundle, pairs, work, engine, precision)
+            scores[precision] = score_probabilities(probs, pairs, work, settings,
+                                                    CleanSettings())
+    meta = dict(bundle.meta)
+    meta.setdefault("precision", {})
+    for precision in variants:
+        delta = scores[precision].f1 - scores["fp32"].f1
+        results[precision] = {"val_field_f1": round(scores[precision].f1, 4),
+                              "fp32_val_field_f1": round(scores["fp32"].f1, 4),
+                              "accepted": bool(abs(delta) <= F1_TOLERANCE)}
+        meta["precision"][precision] = results[precision]
+    write_meta(bundle.path, meta)
+    return results
