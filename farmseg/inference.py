@@ -21,7 +21,7 @@ from farmseg.engines import Predictor
 from farmseg.errors import ModelError
 from farmseg.jobs import Job, Progress
 from farmseg.raster import RasterSource, raster_profile_for
-from farmseg.scaling import apply_scaling, percentile_scaling
+from farmseg.scaling import apply_scaling, stretch_to_reference
 from farmseg.tiling import blend_window, pad_to_tile, tile_starts
 
 PROB_SCALE = 255.0
@@ -59,7 +59,8 @@ def model_bands(source: RasterSource, bundle: ModelBundle, bands: list[int] | No
 
 
 def input_scaling(source: RasterSource, bundle: ModelBundle, bands: list[int]) -> dict[str, Any]:
-    """The bundle's scaling for its own dtype; else a percentile stretch sampled from the raster."""
+    """The bundle's scaling for its own dtype; else a stretch that maps the raster's 2/98 %
+    percentiles (sampled over windows) onto those of the model's training data."""
     if source.dtype == bundle.dtype:
         return bundle.scaling
     samples, valids = [], []
@@ -67,7 +68,8 @@ def input_scaling(source: RasterSource, bundle: ModelBundle, bands: list[int]) -
         data, valid = source.read(window, bands)
         samples.append(data.reshape(len(bands), -1).astype(np.float64))
         valids.append(valid.reshape(-1))
-    return percentile_scaling(np.concatenate(samples, axis=1), np.concatenate(valids))
+    return stretch_to_reference(np.concatenate(samples, axis=1), np.concatenate(valids),
+                                bundle.scaling.get("reference"))
 
 
 def pixel_size_warning(source: RasterSource, bundle: ModelBundle) -> str | None:
@@ -119,7 +121,7 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
         warn(warning)
     if source.dtype != bundle.dtype:
         warn(f"{source.path}: {source.dtype} data for a model trained on {bundle.dtype}; "
-             "using a per-band 2-98 % percentile stretch sampled from the raster")
+             "using a per-band percentile stretch matched to the model's training data")
     scaling = input_scaling(source, bundle, use_bands)
     n_classes = len(bundle.classes)
     width, height = source.width, source.height

@@ -204,6 +204,7 @@ class MainWindow(QMainWindow):
         self.prefs.device = run.device
         self.prefs.tile = run.tile
         self.prefs.overlap = run.overlap
+        self.prefs.store.sync()
 
     def _on_gpu_probed(self, name: str | None) -> None:
         self.run_panel.set_gpu(name)

@@ -26,7 +26,8 @@ from farmseg.errors import InputError
 from farmseg.jobs import Job, Progress
 from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bundle,
                           save_weights, smp_arch, smp_encoder)
-from farmseg.scaling import apply_scaling, fixed_scaling, percentile_scaling
+from farmseg.scaling import (apply_scaling, fixed_scaling, percentile_scaling,
+                             reference_percentiles)
 from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample,
                                       split_validation)
 from farmseg.training.scoring import score_samples
@@ -86,21 +87,32 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def choose_scaling(samples: list[Sample], base_meta: dict[str, Any] | None) -> dict[str, Any]:
-    """Keep the base model's scaling for data of its dtype; else stretch this data."""
-    dtype = samples[0].dtype
-    if base_meta is not None and base_meta["input"]["dtype"] == dtype:
-        return dict(base_meta["scaling"])
-    if dtype == "uint8":
-        return fixed_scaling([0.0] * samples[0].image.shape[0], [255.0] * samples[0].image.shape[0])
+def pixel_sample(samples: list[Sample], per_image: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
+    """Random pixels (bands, n) of all samples and their validity."""
     rng = np.random.default_rng(0)
     stacks, valids = [], []
     for s in samples:
         flat = s.image.reshape(s.image.shape[0], -1)
-        idx = rng.choice(flat.shape[1], size=min(flat.shape[1], 200_000), replace=False)
+        idx = rng.choice(flat.shape[1], size=min(flat.shape[1], per_image), replace=False)
         stacks.append(flat[:, idx].astype(np.float64))
         valids.append(s.valid.reshape(-1)[idx])
-    return percentile_scaling(np.concatenate(stacks, axis=1), np.concatenate(valids))
+    return np.concatenate(stacks, axis=1), np.concatenate(valids)
+
+
+def choose_scaling(samples: list[Sample], base_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep the base model's scaling for data of its dtype; else fixed 0..255 for uint8 or a
+    percentile stretch of this data. Records the training data's percentiles after scaling
+    (`reference`), so other dtypes can later be matched to them."""
+    dtype = samples[0].dtype
+    if base_meta is not None and base_meta["input"]["dtype"] == dtype:
+        scaling = dict(base_meta["scaling"])
+    elif dtype == "uint8":
+        n = samples[0].image.shape[0]
+        scaling = fixed_scaling([0.0] * n, [255.0] * n)
+    else:
+        scaling = percentile_scaling(*pixel_sample(samples))
+    scaling["reference"] = reference_percentiles(*pixel_sample(samples), scaling)
+    return scaling
 
 
 class CropSampler:
