@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field-threshold", type=float)
     p.add_argument("--seed-threshold", type=float)
     p.add_argument("--boundary-threshold", type=float)
-    p.add_argument("--band-rows", type=int, default=1024, help=argparse.SUPPRESS)
+    p.add_argument("--band-rows", type=int, help=argparse.SUPPRESS)
     p.add_argument("--prob", type=Path, help="also write class probabilities (GeoTIFF)")
     p.add_argument("--classes", type=Path, help="also write the class raster (GeoTIFF)")
     p.add_argument("--csv", type=Path, help="also write a CSV summary, one row per field")

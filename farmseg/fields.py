@@ -53,20 +53,23 @@ def _fill_small_holes(geoms: np.ndarray, crs, min_hole_ha: float) -> np.ndarray:
     """Drop interior rings under `min_hole_ha` unless another field lies inside them."""
     if min_hole_ha <= 0 or len(geoms) == 0:
         return geoms
-    tree = shapely.STRtree(shapely.point_on_surface(geoms))
-    out = []
-    for geom in geoms:
-        if not geom.interiors:
-            out.append(geom)
-            continue
-        keep = []
-        for ring in geom.interiors:
-            hole = shapely.Polygon(ring)
-            small = _area_ha(np.array([hole]), crs)[0] < min_hole_ha
-            if not small or len(tree.query(hole, predicate="contains")):
-                keep.append(ring)
-        out.append(shapely.Polygon(geom.exterior, keep))
-    return np.array(out, dtype=object)
+    counts = shapely.get_num_interior_rings(geoms)
+    owners = np.repeat(np.arange(len(geoms)), counts)
+    if len(owners) == 0:
+        return geoms
+    rings = np.array([shapely.get_interior_ring(geoms[i], k) for i, n in enumerate(counts)
+                      for k in range(n)], dtype=object)
+    holes = shapely.polygons(rings)
+    small = _area_ha(holes, crs) < min_hole_ha
+    occupied = np.zeros(len(holes), bool)
+    hits = shapely.STRtree(shapely.point_on_surface(geoms)).query(holes, predicate="contains")
+    occupied[hits[0]] = True
+    fill = small & ~occupied
+    out = geoms.copy()
+    for index in np.unique(owners[fill]):
+        keep = rings[(owners == index) & ~fill]
+        out[index] = shapely.Polygon(geoms[index].exterior, list(keep))
+    return out
 
 
 def _polygons_only(geoms: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import shapely
@@ -18,14 +19,23 @@ def areas_perimeters_m(geoms: np.ndarray, crs: CRS | None) -> tuple[np.ndarray, 
     if len(geoms) == 0:
         return np.zeros(0), np.zeros(0)
     if crs is not None and crs.is_geographic:
-        geod = CRS.from_user_input(crs).get_geod() or Geod(ellps="WGS84")
+        geod = _geod(crs.to_wkt())
         pairs = [geod.geometry_area_perimeter(g) for g in geoms]
         return (np.abs(np.array([p[0] for p in pairs])), np.array([p[1] for p in pairs]))
-    factor = 1.0
-    if crs is not None:
-        units = CRS.from_user_input(crs).axis_info
-        factor = units[0].unit_conversion_factor if units else 1.0
+    factor = _unit_factor(crs.to_wkt()) if crs is not None else 1.0
     return shapely.area(geoms) * factor ** 2, shapely.length(geoms) * factor
+
+
+@lru_cache(maxsize=32)
+def _unit_factor(wkt: str) -> float:
+    """Metres per CRS unit of a projected CRS."""
+    axes = CRS.from_wkt(wkt).axis_info
+    return axes[0].unit_conversion_factor if axes else 1.0
+
+
+@lru_cache(maxsize=32)
+def _geod(wkt: str) -> Geod:
+    return CRS.from_wkt(wkt).get_geod() or Geod(ellps="WGS84")
 
 
 def compactness(area: np.ndarray, perimeter: np.ndarray) -> np.ndarray:

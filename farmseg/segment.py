@@ -44,7 +44,7 @@ class SegmentOptions:
     field_threshold: float | None = None
     seed_threshold: float | None = None
     boundary_threshold: float | None = None
-    band_rows: int = 1024
+    band_rows: int | None = None
     prob_out: Path | None = None
     classes_out: Path | None = None
     csv_out: Path | None = None
@@ -63,16 +63,22 @@ class SegmentResult:
     pixels: int = 0
 
 
-def vectorize_settings(options: SegmentOptions, bundle: ModelBundle) -> VectorizeSettings:
-    """Thresholds from the model metadata, overridden by explicit options."""
+def vectorize_settings(options: SegmentOptions, bundle: ModelBundle,
+                       pixel_area_m2: float = 1.0) -> VectorizeSettings:
+    """Thresholds from the model metadata, overridden by explicit options; size filters from
+    the minimum field area (seeds under a quarter of it are noise; fields under half of it
+    in pixels cannot pass the area filter)."""
     meta = bundle.thresholds
+    min_px = options.min_area_ha * 10_000.0 / max(pixel_area_m2, 1e-12)
     pick = lambda given, key, default: given if given is not None else meta.get(key, default)  # noqa: E731
     return VectorizeSettings(
         method=options.method,
         field_threshold=pick(options.field_threshold, "field_threshold", 0.5),
         seed_threshold=pick(options.seed_threshold, "seed_threshold", 0.5),
         boundary_threshold=pick(options.boundary_threshold, "boundary_threshold", 0.5),
-        band_rows=options.band_rows)
+        band_rows=options.band_rows,
+        min_seed_px=int(min_px * 0.25),
+        min_field_px=int(min_px * 0.5))
 
 
 def _targets(options: SegmentOptions) -> list[Path]:
@@ -113,7 +119,9 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
                                          work / "probabilities.tif", options.bands, warn)
         seconds["infer"] = time.monotonic() - clock
         clock = time.monotonic()
-        raw = yield from vectorize_job(prob_path, work, vectorize_settings(options, bundle))
+        pixel_m = source.grid.pixel_size_m() or 1.0
+        raw = yield from vectorize_job(prob_path, work,
+                                       vectorize_settings(options, bundle, pixel_m ** 2))
         layer = clean_fields(raw, CleanSettings(options.min_area_ha, options.min_hole_ha),
                              source=source.path.name, model=bundle.name)
         seconds["vectorize"] = time.monotonic() - clock

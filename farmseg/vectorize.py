@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 import shapely
 from rasterio import features
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -39,8 +40,10 @@ class VectorizeSettings:
     field_threshold: float = 0.5  # P(field or boundary) for the field extent
     seed_threshold: float = 0.5  # P(field) for seeds
     boundary_threshold: float = 0.5  # P(boundary) below which a pixel may seed
-    band_rows: int = 1024
+    band_rows: int | None = None  # rows per band; None: sized for ~8 MPix bands
     halo: int = 64
+    min_seed_px: int = 0  # drop seed regions smaller than this (noise)
+    min_field_px: int = 0  # skip fields with fewer pixels (they fail the minimum area)
 
 
 @dataclass
@@ -63,25 +66,46 @@ def _masks(probs: np.ndarray, s: VectorizeSettings) -> tuple[np.ndarray, np.ndar
     return extent, seeds & extent
 
 
+def band_rows_for(width: int, target_pixels: int = 8_000_000) -> int:
+    """Rows per band so that a band holds about `target_pixels` (memory stays flat)."""
+    return int(min(4096, max(256, target_pixels // max(1, width))))
+
+
 def _bands(height: int, rows: int) -> list[tuple[int, int]]:
     return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+
+def _label_seeds(seeds: np.ndarray, min_seed_px: int) -> tuple[np.ndarray, int]:
+    """4-connected seed regions; tiny ones (not touching the band's first/last row, so
+    never part of a larger seed across bands) are dropped."""
+    labels, count = ndimage.label(seeds, structure=FOUR_CONNECTED)
+    if count and min_seed_px > 1:
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        keep = sizes >= min_seed_px
+        keep[np.unique(labels[[0, -1]])] = True
+        keep[0] = False
+        renumber = np.zeros(count + 1, np.int32)
+        renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+        return renumber[labels], int(keep.sum())
+    return labels.astype(np.int32), count
 
 
 def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) -> Job[RawFields]:
     """Turn a probability raster into merged field polygons; yields Progress per band."""
     with rasterio.open(prob_path) as src:
         grid = Grid(src.width, src.height, src.transform, src.crs)
-        bands = _bands(src.height, settings.band_rows)
+        bands = _bands(src.height, settings.band_rows or band_rows_for(src.width))
         seeds_path = Path(work_dir) / "seeds.tif"
         next_label = 1
         links: list[np.ndarray] = []
         prev_last: np.ndarray | None = None
-        with rasterio.open(seeds_path, "w", **raster_profile_for(grid, 1, "int32")) as seeds_out:
+        profile = raster_profile_for(grid, 1, "int32")
+        profile.update(compress="zstd", zstd_level=1)
+        with rasterio.open(seeds_path, "w", **profile) as seeds_out:
             for index, (r0, r1) in enumerate(bands):
                 probs = src.read(window=Window(0, r0, src.width, r1 - r0))
                 _, seeds = _masks(probs, settings)
-                labels, count = ndimage.label(seeds, structure=FOUR_CONNECTED)
-                labels = labels.astype(np.int32)
+                labels, count = _label_seeds(seeds, settings.min_seed_px)
                 labels[labels > 0] += next_label - 1
                 next_label += count
                 if prev_last is not None:
@@ -92,8 +116,8 @@ def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) 
                 yield Progress("vectorize", index + 1, 2 * len(bands), "labelling seeds")
         lut = _global_labels(next_label, links)
         pieces: dict[int, list] = defaultdict(list)
-        conf_sum: dict[int, float] = defaultdict(float)
-        conf_n: dict[int, int] = defaultdict(int)
+        conf_sum = np.zeros(int(lut.max()) + 1)
+        conf_n = np.zeros(int(lut.max()) + 1, np.int64)
         with rasterio.open(seeds_path) as seeds_in:
             for index, (r0, r1) in enumerate(bands):
                 h0, h1 = max(0, r0 - settings.halo), min(src.height, r1 + settings.halo)
@@ -101,22 +125,53 @@ def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) 
                 probs = src.read(window=window)
                 markers = lut[seeds_in.read(1, window=window)]
                 labels = _grow(probs, markers, settings)[r0 - h0: r1 - h0]
-                core = probs[:, r0 - h0: r1 - h0]
-                _accumulate_confidence(labels, core, conf_sum, conf_n)
-                transform = grid.window_transform(Window(0, r0, src.width, r1 - r0))
-                for geom, value in features.shapes(labels, mask=labels > 0,
-                                                   transform=transform, connectivity=4):
-                    pieces[int(value)].append(shapely.geometry.shape(geom))
+                inside = labels > 0
+                conf_sum += np.bincount(labels[inside], weights=PROB_SCALE - probs[0, r0 - h0:
+                                        r1 - h0][inside], minlength=len(conf_sum))
+                conf_n += np.bincount(labels[inside], minlength=len(conf_n))
+                seams = {r for r in (r0, r1) if 0 < r < src.height}
+                # polygonize in pixel coordinates: band edges are exact integers
+                for geom, value in features.shapes(labels, mask=inside, connectivity=4,
+                                                   transform=Affine.translation(0, r0)):
+                    shell = np.asarray(geom["coordinates"][0])
+                    top, bottom = shell[:, 1].min(), shell[:, 1].max()
+                    on_seam = bool(seams & {top, bottom})
+                    box = (bottom - top) * (shell[:, 0].max() - shell[:, 0].min())
+                    if on_seam or box >= settings.min_field_px:
+                        pieces[int(value)].append((geom["coordinates"], on_seam))
                 yield Progress("vectorize", len(bands) + index + 1, 2 * len(bands),
                                "polygonizing")
     geoms, confidence = [], []
     for label in sorted(pieces):
-        merged = shapely.union_all(pieces[label]) if len(pieces[label]) > 1 \
-            else pieces[label][0]
-        for part in getattr(merged, "geoms", [merged]):
+        if conf_n[label] < settings.min_field_px:
+            continue  # too small to pass the minimum area whatever its shape
+        for part in _merge_pieces(pieces[label], settings.min_field_px):
             geoms.append(part)
-            confidence.append(conf_sum[label] / max(1, conf_n[label]) / PROB_SCALE)
-    return RawFields(np.array(geoms, dtype=object), np.array(confidence), grid)
+            confidence.append(conf_sum[label] / conf_n[label] / PROB_SCALE)
+    return RawFields(_to_map(np.array(geoms, dtype=object), grid.transform),
+                     np.array(confidence), grid)
+
+
+def _merge_pieces(pieces: list[tuple[list, bool]], min_px: int) -> list:
+    """One field's polygons: pieces that meet at band seams are unioned; others stay as
+    they are (disconnected within their band); parts under `min_px` pixels are dropped."""
+    seam = [shapely.Polygon(c[0], c[1:]) for c, on_seam in pieces if on_seam]
+    parts = [shapely.Polygon(c[0], c[1:]) for c, on_seam in pieces if not on_seam]
+    if len(seam) > 1:
+        merged = shapely.union_all(seam)
+        parts.extend(getattr(merged, "geoms", [merged]))
+    else:
+        parts.extend(seam)
+    return [p for p in parts if p.area >= max(1, min_px)]
+
+
+def _to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:
+    """Pixel coordinates (col, row) -> map coordinates through the raster's geotransform."""
+    if len(geoms) == 0:
+        return geoms
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+    return shapely.transform(geoms, lambda xy: np.column_stack(
+        (a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f)))
 
 
 def _global_labels(count: int, links: list[np.ndarray]) -> np.ndarray:
@@ -156,17 +211,3 @@ def _grow(probs: np.ndarray, markers: np.ndarray, settings: VectorizeSettings) -
     grown = lut[nearest]
     grown[~extent] = 0
     return grown
-
-
-def _accumulate_confidence(labels: np.ndarray, probs: np.ndarray,
-                           sums: dict[int, float], counts: dict[int, int]) -> None:
-    inside = labels > 0
-    if not inside.any():
-        return
-    ids, inverse = np.unique(labels[inside], return_inverse=True)
-    field_prob = PROB_SCALE - probs[0][inside].astype(np.float64)
-    total = np.bincount(inverse, weights=field_prob)
-    n = np.bincount(inverse)
-    for label, t, c in zip(ids.tolist(), total.tolist(), n.tolist()):
-        sums[label] += t
-        counts[label] += c

@@ -133,3 +133,18 @@ def test_evaluate_command_ends_with_field_f1(tmp_path, capsys, sample_probs):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("field F1: 0.") and len(last.split(": ")[1]) == 5
     assert "data:image/png;base64" in report.read_text()
+
+
+def test_tile_size_does_not_change_the_fields(tmp_path):
+    layers = []
+    for tile, overlap in ((256, 32), (1024, 64)):
+        out = tmp_path / f"t{tile}.gpkg"
+        assert main(["segment", str(SAMPLE), "-o", str(out), "--tile", str(tile), "--overlap",
+                     str(overlap), "-q"]) == 0
+        import pyogrio
+
+        layers.append(shapely.from_wkb(pyogrio.raw.read(out)[2]))
+    a, b = (shapely.union_all(g) for g in layers)
+    assert abs(len(layers[0]) - len(layers[1])) <= max(2, 0.03 * len(layers[0]))
+    assert shapely.area(a & b) / shapely.area(a | b) >= 0.98
+    assert all(shapely.is_valid(layers[0])) and all(shapely.is_valid(layers[1]))

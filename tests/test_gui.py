@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -14,13 +17,15 @@ import rasterio
 import shapely
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDropEvent
-from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMessageBox, QProgressBar
+from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QLabel, QMessageBox,
+                               QProgressBar)
 
 from farmseg import __version__
 from farmseg.bundle import load_bundle
 from farmseg.gui import MainWindow
 from farmseg.gui.dialogs import about_text
 from farmseg.gui.finetune import FineTuneDialog
+from farmseg.gui.logs import exception_hook, recent_log
 from farmseg.gui.render import overview_rgba
 from tests.conftest import SAMPLE
 
@@ -226,6 +231,11 @@ def test_settings_and_recent_files_persist(qtbot, tmp_path, sample_crop):
     assert second.run_panel.tile.value() == 256
     assert second.prefs.recent_files[0] == str(sample_crop.resolve())
     assert second.prefs.last_folder == str(sample_crop.parent)
+    file_menu = second.menuBar().actions()[0].menu()
+    recent = next(a.menu() for a in file_menu.actions() if a.text() == "Open &Recent")
+    recent.aboutToShow.emit()
+    recent.actions()[0].trigger()
+    assert [layer.name for layer in second.layers()] == [sample_crop.name]
 
 
 def test_drop_opens_the_file(window, sample_crop):
@@ -287,3 +297,54 @@ def test_main_opens_segments_and_logs(qtbot, sample_crop, tmp_path):
                 handler.close()
     log = next((tmp_path / "data").rglob("farmseg.log"))
     assert "segmented" in log.read_text()
+
+
+def test_view_extent_segments_only_what_is_shown(window, sample_crop, qtbot):
+    image = window.open_raster(sample_crop)
+    window.view.zoom_by(2.0)
+    shown = window.view.visible_rect()
+    window.run_panel.extent.setCurrentText("Current view")
+    segment_and_wait(qtbot, window)
+    (prob,) = layers_of(window, "probability")
+    width, height = prob.item.boundingRect().width(), prob.item.boundingRect().height()
+    assert 0 < width * height < 0.5 * 384 * 384
+    assert shown.adjusted(-2, -2, 2, 2).contains(prob.item.sceneBoundingRect())
+    assert image.item.sceneBoundingRect().contains(prob.item.sceneBoundingRect())
+
+
+def test_closing_during_a_run_asks_then_cancels_cleanly(window, sample_crop, qtbot, tmp_path,
+                                                         monkeypatch):
+    window.open_raster(sample_crop)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Yes)
+    action(window, "actionSegment").trigger()
+    with qtbot.waitSignal(window.jobEnded, timeout=10_000):
+        assert not window.close()  # refused for now: the job is cancelled first
+        assert asked and window.isVisible()
+    qtbot.waitUntil(lambda: not window.isVisible())
+    assert not (tmp_path / "work").exists() or list((tmp_path / "work").rglob("*")) == []
+
+
+def test_unexpected_errors_are_logged_and_reported():
+    seen = []
+    with exception_hook(lambda reason, details: seen.append((reason, details))):
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+    assert seen == [("ValueError: boom", seen[0][1])] and "Traceback" in seen[0][1]
+    assert "boom" in recent_log()
+
+
+def test_model_list_shows_new_user_models(window, monkeypatch):
+    user = Path(os.environ["FARMSEG_MODEL_DIR"]) / "my_model"
+    user.mkdir(parents=True)
+    meta = json.loads((load_bundle("default").path / "farmseg.json").read_text())
+    (user / "farmseg.json").write_text(json.dumps({**meta, "name": "my_model"}))
+    (user / "model.safetensors").write_bytes(b"")
+    combo = window.run_panel.model
+    monkeypatch.setattr(QComboBox, "showPopup", lambda self: None)
+    combo.showPopup()
+    assert "my_model" in [combo.itemText(i) for i in range(combo.count())]
+    assert combo.currentText() == "default"

@@ -40,7 +40,7 @@ class DetailLoader(QObject):
     def refresh(self) -> None:
         self._generation += 1
         for item in self._view.scene().items():
-            if isinstance(item, RasterItem) and item.isVisible():
+            if isinstance(item, RasterItem) and item.ready and item.isVisible():
                 self._request(item)
 
     def _request(self, item: RasterItem) -> None:

@@ -20,24 +20,34 @@ FIELD_CHUNK = 400  # field items added per event-loop turn, so big results never
 class RasterItem(QGraphicsItem):
     """A raster in raster pixel coordinates (its transform places it in the scene).
 
-    Drawn from one decimated image of the whole raster, plus, when zoomed in, a sharper
-    image of the visible window (see DetailLoader).
+    Drawn from one decimated image of the whole raster (the base, which may arrive later:
+    a placeholder frame is drawn until then), plus, when zoomed in, a sharper image of the
+    visible window (see DetailLoader).
     """
 
-    def __init__(self, path: Path, width: int, height: int, style: Style, base: QImage) -> None:
+    def __init__(self, path: Path, width: int, height: int) -> None:
         super().__init__()
-        self.path, self.style = path, style
+        self.path = path
+        self.style: Style | None = None
         self._rect = QRectF(0, 0, width, height)
-        self._base = base
+        self._base: QImage | None = None
         self._detail: tuple[QRectF, QImage] | None = None
 
     def boundingRect(self) -> QRectF:
         return self._rect
 
     @property
+    def ready(self) -> bool:
+        return self._base is not None
+
+    def set_base(self, style: Style, base: QImage) -> None:
+        self.style, self._base = style, base
+        self.update()
+
+    @property
     def base_resolution(self) -> float:
         """Base image pixels per raster pixel (1.0 when the raster is shown whole)."""
-        return self._base.width() / self._rect.width()
+        return self._base.width() / self._rect.width() if self._base is not None else 0.0
 
     def visible_window(self, scene_rect: QRectF) -> tuple[int, int, int, int] | None:
         """(column, row, width, height) of the raster pixels inside `scene_rect`, or None."""
@@ -58,6 +68,12 @@ class RasterItem(QGraphicsItem):
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
               widget: QWidget | None = None) -> None:
+        if self._base is None:
+            pen = QPen(FIELD_COLOR.darker(150), 1.0, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.drawRect(self._rect)
+            return
         screen_px = option.levelOfDetailFromTransform(painter.worldTransform())
         layers = [(self._rect, self._base)] + ([self._detail] if self._detail else [])
         for rect, image in layers:

@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon,
+from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QImage,
                            QKeySequence)
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QStyle,
                                QVBoxLayout, QWidget)
@@ -25,14 +25,15 @@ from farmseg.gui.dialogs import (RASTER_FILTER, ask, export_target, show_about,
 from farmseg.gui.finetune import FineTuneDialog
 from farmseg.gui.items import FieldShape
 from farmseg.gui.layer_panel import LayerPanel
-from farmseg.gui.layers import Layer, image_layer, result_layers
+from farmseg.gui.layers import Layer, image_layer, load_preview, result_layers
 from farmseg.gui.logs import setup_logging
 from farmseg.gui.map_view import MapView
 from farmseg.gui.panels import FieldInfo, MapStatus, RunPanel
+from farmseg.gui.render import Style, overview_is_quick
 from farmseg.gui.settings import Prefs
 from farmseg.gui.tasks import describe, run_in_background
 from farmseg.gui.worker import JobOutcome, JobRequest, SegmentJob
-from farmseg.jobs import EtaClock, Progress
+from farmseg.jobs import Progress
 from farmseg.raster import RasterSource
 from farmseg.segment import SegmentOptions
 
@@ -56,11 +57,8 @@ class MainWindow(QMainWindow):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._job: SegmentJob | None = None
         self._job_image: Layer | None = None
-        self._job_clock = self._stage_clock = EtaClock()
-        self._stage = ""
         self._close_when_idle = False
 
-        self.setWindowTitle(f"farmseg {__version__}")
         if ICON.is_file():
             self.setWindowIcon(QIcon(str(ICON)))
         self.resize(1280, 800)
@@ -78,6 +76,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._update_actions()
+        self._update_title()
         run_in_background(gpu_name, self._on_gpu_probed,
                           lambda error: LOG.info("no GPU: %s", error[0]))
 
@@ -232,8 +231,11 @@ class MainWindow(QMainWindow):
                 if not self.layers():
                     self.view.y_sign = -1.0 if source.grid.transform.e < 0 else 1.0
                 layer = image_layer(source, self.view.y_sign)
+                quick = overview_is_quick(source.dataset)
                 summary = (f"{source.width} × {source.height} px, {source.count} band(s) "
                            f"{source.dtype}")
+            if quick:
+                layer.item.set_base(*load_preview(path))
         except FarmsegError as exc:
             show_error(self, str(exc))
             return None
@@ -247,11 +249,22 @@ class MainWindow(QMainWindow):
         self._add_layer(layer)
         if first:
             self.zoom_to_layer()
+        if not quick:  # a big raster without overviews: decimate it in the background
+            run_in_background(lambda: load_preview(path),
+                              lambda preview: self._on_preview(layer, preview),
+                              lambda error: show_error(self, f"{path}: cannot display "
+                                                             f"({error[0]})", error[1]))
+            summary += "; reading a preview (add overviews to open it faster)"
         self.prefs.add_recent(path)
         self.prefs.last_folder = str(path.parent)
         LOG.info("opened %s (%s)", path, summary)
         self.statusBar().showMessage(f"Opened {path.name}: {summary}", 8000)
         return layer
+
+    def _on_preview(self, layer: Layer, preview: tuple[Style, QImage]) -> None:
+        if layer in self.layers():
+            layer.item.set_base(*preview)
+            self._detail.refresh()
 
     def _add_layer(self, layer: Layer, opacity: float = 1.0) -> None:
         self.view.scene().addItem(layer.item)
@@ -278,6 +291,9 @@ class MainWindow(QMainWindow):
             for layer in layers[1:]:
                 extent = extent.united(layer.item.sceneBoundingRect())
             self.view.set_extent(extent, min(layer.pixel_size for layer in layers))
+        self._update_title()
+
+    def _update_title(self) -> None:
         image = self._current_image()
         self.setWindowTitle(f"farmseg {__version__}" + (f" — {image.name}" if image else ""))
 
@@ -297,7 +313,7 @@ class MainWindow(QMainWindow):
     def _on_current_layer(self, layer: Layer | None) -> None:
         self.map_status.set_layer(layer.crs if layer else None,
                                   layer.pixel_size if layer else None)
-        self._update_extent()
+        self._update_title()
 
     def _on_cursor(self, scene: QPointF) -> None:
         self.map_status.set_cursor(scene.x(), self.view.y_sign * scene.y())
@@ -346,21 +362,20 @@ class MainWindow(QMainWindow):
                                  "'Whole image'.")
                 return
         job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_dir))
+        device = self.run_panel.run_device()
         options = SegmentOptions(
-            input=image.source, model=run.model, device=run.device, tile=run.tile,
-            overlap=run.overlap, batch=batch_for(run.device), min_area_ha=run.min_area_ha,
+            input=image.source, model=run.model, device=device, tile=run.tile,
+            overlap=run.overlap, batch=batch_for(device), min_area_ha=run.min_area_ha,
             prob_out=job_dir / "probabilities.tif", work_dir=job_dir)
         self._job = SegmentJob(JobRequest(options, window, job_dir, self.view.y_sign), self)
         worker = self._job.worker
         worker.progress.connect(self._on_progress)
-        worker.logged.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        worker.logged.connect(self._on_job_logged)
         worker.succeeded.connect(self._on_succeeded)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
         self._job.done.connect(self._on_job_done)
         self._job_image = image
-        self._job_clock = self._stage_clock = EtaClock()
-        self._stage = ""
         self.run_panel.show_starting(f"Segmenting {image.name}…")
         LOG.info("segment %s with %s", image.source, run)
         self._job.start()
@@ -376,11 +391,10 @@ class MainWindow(QMainWindow):
         return self._job is not None
 
     def _on_progress(self, report: Progress) -> None:
-        if report.stage != self._stage:
-            self._stage, self._stage_clock = report.stage, EtaClock()
-        eta = self._stage_clock.eta(report.done, report.total) if report.stage == "segment" \
-            else None
-        self.run_panel.show_progress(report, self._job_clock.elapsed(), eta)
+        self.run_panel.show_progress(report)
+
+    def _on_job_logged(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
 
     def _on_succeeded(self, outcome: JobOutcome) -> None:
         image = self._job_image

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pyproj import CRS
 from PySide6.QtCore import Qt
@@ -13,7 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from farmseg.bundle import ModelBundle, list_bundles
 from farmseg.fields import FieldLayer
-from farmseg.jobs import Progress
+from farmseg.jobs import EtaClock, Progress
 from farmseg.progressbar import _clock as clock_text
 
 STAGE_TEXT = {"crop": "cropping %p%", "segment": "%v/%m tiles", "vectorize": "vectorizing %p%",
@@ -25,11 +27,40 @@ class RunSettings:
     """What the Segment button runs with."""
 
     model: str  # bundle folder
-    device: str  # "auto", "cpu" or "cuda"
+    device: str  # as chosen: "auto", "cpu" or "cuda"
     tile: int
     overlap: int
     min_area_ha: float
     view_extent: bool  # only the current view, else the whole image
+
+
+class RunClock:
+    """A run's elapsed time, and the ETA of its tile stage from the rate since that stage's
+    first report (so start-up time does not skew it)."""
+
+    def __init__(self) -> None:
+        self._run = self._stage_clock = EtaClock()
+        self._stage, self._first = "", 0
+
+    def update(self, report: Progress) -> tuple[float, float | None]:
+        if report.stage != self._stage:
+            self._stage, self._first, self._stage_clock = report.stage, report.done, EtaClock()
+        eta = None
+        if report.stage == "segment":
+            eta = self._stage_clock.eta(report.done - self._first, report.total - self._first)
+        return self._run.elapsed(), eta
+
+
+class _ListingCombo(QComboBox):
+    """A combo box that refreshes its items just before it shows them."""
+
+    def __init__(self, refresh: Callable[[], None], **properties: Any) -> None:
+        super().__init__(**properties)
+        self._refresh = refresh
+
+    def showPopup(self) -> None:
+        self._refresh()
+        super().showPopup()
 
 
 def _action_button(action: QAction) -> QToolButton:
@@ -46,7 +77,8 @@ class RunPanel(QWidget):
     def __init__(self, segment: QAction, cancel: QAction, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._bundles: list[ModelBundle] = []
-        self.model = QComboBox(objectName="modelCombo")
+        self._gpu_known = False
+        self.model = _ListingCombo(self.reload_models, objectName="modelCombo")
         self.model.currentIndexChanged.connect(self._on_model_changed)
         self.model_info = QLabel(objectName="modelInfo", wordWrap=True)
         self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -65,6 +97,7 @@ class RunPanel(QWidget):
         self.progress = QProgressBar(objectName="progressBar", textVisible=True)
         self.progress_text = QLabel(objectName="progressLabel")
         self.summary = QLabel(objectName="summaryLabel", wordWrap=True)
+        self._clock = RunClock()
 
         form = QFormLayout()
         form.addRow("Model", self.model)
@@ -86,8 +119,10 @@ class RunPanel(QWidget):
         self.reset_progress()
 
     def reload_models(self, select: str | None = None) -> None:
-        """List bundled and user models again; keep `select` (a folder or name) if it exists."""
-        current = select or self.model.currentData()
+        """List bundled and user models again; keep `select` (a folder or name) if it exists.
+        Tile and overlap return to the model's defaults only if the model changes."""
+        previous = self.model.currentData()
+        current = select or previous
         self._bundles = list_bundles()
         self.model.blockSignals(True)
         self.model.clear()
@@ -99,7 +134,10 @@ class RunPanel(QWidget):
         index = index if index >= 0 else max(0, self._index_of("default"))
         self.model.setCurrentIndex(index)
         self.model.blockSignals(False)
-        self._on_model_changed()
+        if self.model.currentData() != previous:
+            self._on_model_changed()
+        else:
+            self._describe_model()
 
     def _index_of(self, wanted: str | None) -> int:
         for index, bundle in enumerate(self._bundles):
@@ -111,17 +149,30 @@ class RunPanel(QWidget):
         index = self.model.currentIndex()
         return self._bundles[index] if 0 <= index < len(self._bundles) else None
 
-    def _on_model_changed(self) -> None:
+    def _describe_model(self) -> None:
         bundle = self.current_bundle()
         self.model_info.setText(bundle.describe() if bundle else "no model found")
+
+    def _on_model_changed(self) -> None:
+        self._describe_model()
+        bundle = self.current_bundle()
         if bundle is not None:
             self.tile.setValue(bundle.tile)
             self.overlap.setValue(bundle.overlap)
 
     def set_gpu(self, name: str | None) -> None:
-        """Offer the GPU once the (slow) device probe has found one."""
+        """The device probe's answer: offer the GPU if there is one."""
+        self._gpu_known = True
         if name and self.device.findData("cuda") < 0:
             self.device.addItem(f"GPU: {name}", "cuda")
+
+    def run_device(self) -> str:
+        """The device to run on: "auto" is decided here once the probe has answered, which
+        spares the job the seconds the core needs to import torch to decide it."""
+        chosen = str(self.device.currentData())
+        if chosen != "auto" or not self._gpu_known:
+            return chosen
+        return "cuda" if self.device.findData("cuda") >= 0 else "cpu"
 
     def select_device(self, device: str) -> None:
         index = self.device.findData(device)
@@ -145,8 +196,10 @@ class RunPanel(QWidget):
         self.progress.setRange(0, 0)  # busy until the first report
         self.progress.setFormat("starting")
         self.summary.setText(text)
+        self._clock = RunClock()
 
-    def show_progress(self, report: Progress, elapsed: float, eta: float | None) -> None:
+    def show_progress(self, report: Progress) -> None:
+        elapsed, eta = self._clock.update(report)
         self.progress.setRange(0, max(1, report.total))
         self.progress.setValue(report.done)
         self.progress.setFormat(STAGE_TEXT.get(report.stage, report.stage))

@@ -12,6 +12,7 @@ from rasterio.windows import Window
 from farmseg.scaling import percentile_scaling
 
 DISPLAY_CAP = 2048  # longest side, in pixels, of the image that stands for a whole raster
+QUICK_PIXELS = 4096 * 4096  # larger rasters without overviews take seconds to decimate
 PROBABILITY_TINT = (255, 64, 200)  # field probability overlay colour; opacity follows the value
 
 
@@ -49,7 +50,8 @@ def full_window(ds: DatasetReader) -> Window:
 
 def read_window(ds: DatasetReader, bands: tuple[int, ...], window: Window,
                 shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(bands, rows, cols) values and validity of `window`, decimated to `shape` (uses overviews)."""
+    """(bands, rows, cols) values and validity of `window` decimated to `shape` (overviews
+    are used when the raster has them)."""
     out_shape = (len(bands), *shape)
     data = ds.read(list(bands), window=window, out_shape=out_shape,
                    resampling=Resampling.nearest)
@@ -91,6 +93,11 @@ def read_rgba(ds: DatasetReader, style: Style, window: Window,
               shape: tuple[int, int]) -> np.ndarray:
     """RGBA pixels of `window` at `shape` (rows, cols) in `style`."""
     return render(*read_window(ds, style.bands, window, shape), style)
+
+
+def overview_is_quick(ds: DatasetReader) -> bool:
+    """Whether the whole-raster image reads in well under a second (small, or has overviews)."""
+    return ds.width * ds.height <= QUICK_PIXELS or bool(ds.overviews(1))
 
 
 def overview_rgba(ds: DatasetReader, style: Style | None = None) -> tuple[Style, np.ndarray]:
