@@ -18,8 +18,8 @@ from farmseg.bundle import ModelBundle, write_meta
 from farmseg.fields import CleanSettings
 from farmseg.jobs import Job, Progress
 from farmseg.scaling import apply_scaling
-from farmseg.validation import predict_all, score_probabilities, validation_pairs
-from farmseg.vectorize import VectorizeSettings
+from farmseg.validation import (bundle_vectorize_settings, predict_all, score_probabilities,
+                                validation_pairs)
 
 F1_TOLERANCE = 0.01
 CALIBRATION_TILES = 16
@@ -76,7 +76,7 @@ def precision_job(bundle: ModelBundle, data_dir: Path, variants: tuple[str, ...]
         yield Progress("quantize", 0, 1, "int8 calibration")
         build_int8(bundle)
     pairs = validation_pairs(bundle, data_dir)
-    settings = VectorizeSettings(**bundle.thresholds)
+    settings = bundle_vectorize_settings(bundle, pairs[0][0], CleanSettings().min_area_ha)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="farmseg-precision-") as tmp:
         work = Path(tmp)

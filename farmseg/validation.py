@@ -22,9 +22,20 @@ from farmseg.jobs import Job, Progress, drain
 from farmseg.raster import RasterSource
 from farmseg.vectorize import VectorizeSettings, vectorize_job
 
-SEED_GRID = (0.5, 0.6, 0.7)
-BOUNDARY_GRID = (0.2, 0.3, 0.4, 0.5)
+SEED_GRID = (0.5, 0.6, 0.7, 0.8)
+BOUNDARY_GRID = (0.1, 0.15, 0.2, 0.3, 0.4)
 FIELD_GRID = (0.4, 0.5, 0.6)
+
+
+def bundle_vectorize_settings(bundle: ModelBundle, image: Path,
+                              min_area_ha: float) -> VectorizeSettings:
+    """The settings `segment` would use for this image with the bundle's thresholds."""
+    from farmseg.segment import SegmentOptions, vectorize_settings
+
+    with RasterSource(image) as src:
+        pixel_m = src.grid.pixel_size_m() or 1.0
+    return vectorize_settings(SegmentOptions(input=image, min_area_ha=min_area_ha), bundle,
+                              pixel_m ** 2)
 
 
 def validation_pairs(bundle: ModelBundle, data_dir: Path) -> list[tuple[Path, Path]]:
@@ -80,8 +91,7 @@ def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
     with tempfile.TemporaryDirectory(prefix="farmseg-validate-") as tmp:
         work = Path(tmp)
         probs = yield from predict_all(bundle, pairs, work)
-        base = VectorizeSettings(**{k: v for k, v in bundle.thresholds.items()
-                                    if k in VectorizeSettings.__dataclass_fields__})
+        base = bundle_vectorize_settings(bundle, pairs[0][0], min_area_ha)
         results = {"images": [p[0].stem for p in pairs],
                    "threshold": score_probabilities(probs, pairs, work,
                                                     replace(base, method="threshold"), clean),

@@ -471,6 +471,11 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- closing
 
+    def shut_down(self) -> None:
+        """Close without asking, cancelling a running job first (Ctrl+C, SIGTERM)."""
+        self._close_when_idle = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._job is not None:
             if self._close_when_idle or ask(self, "Quit farmseg",
