@@ -41,6 +41,9 @@ model: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/farmseg bench --size 8192
 
+bench-gui: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m farmseg.gui.bench
+
 clean:
 	rm -rf runs build dist .pytest_cache
 
