@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "accuracy check passed; fp32 is always the exact path")
     p.add_argument("--tile", type=int, help="tile size in px (default: the model's)")
     p.add_argument("--overlap", type=int, help="tile overlap in px (default: the model's)")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batch", type=int, help="tiles per batch (default: suited to the device)")
     p.add_argument("--bands", type=_int_list, help="raster bands for the model, e.g. 4,3,2")
     p.add_argument("--min-area-ha", type=float, default=0.1)
     p.add_argument("--min-hole-ha", type=float, default=0.1)

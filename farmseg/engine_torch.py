@@ -45,6 +45,15 @@ class TorchPredictor:
             return torch.bfloat16
         return None
 
+    def suggested_batch(self, tile: int) -> int:
+        """CPU: 2. CUDA: as many tiles as fit in ~half the free memory (~200 floats of
+        activations per input pixel for these U-Nets), at most 32."""
+        if self.device.type != "cuda":
+            return 2 if tile <= 512 else 1
+        free, _ = torch.cuda.mem_get_info(self.device)
+        per_tile = tile * tile * 4 * 200
+        return int(max(1, min(32, free // 2 // per_tile)))
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)

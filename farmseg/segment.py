@@ -36,7 +36,7 @@ class SegmentOptions:
     precision: str = "auto"
     tile: int | None = None
     overlap: int | None = None
-    batch: int = 4
+    batch: int | None = None  # None: what the engine suggests for the device
     bands: list[int] | None = None
     min_area_ha: float = 0.1
     min_hole_ha: float = 0.1
@@ -109,10 +109,10 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         if options.bands is None and source.count > 4:
             warn(f"{source.path}: {source.count} bands; the model reads bands "
                  f"{bundle.bands} as {', '.join(bundle.band_names)} (choose with --bands)")
-        settings = TileSettings(options.tile or bundle.tile,
-                                bundle.overlap if options.overlap is None else options.overlap,
-                                options.batch)
         predictor = make_predictor(bundle, options.engine, options.device, options.precision)
+        tile = options.tile or bundle.tile
+        settings = TileSettings(tile, bundle.overlap if options.overlap is None else
+                                options.overlap, options.batch or predictor.suggested_batch(tile))
         clock = time.monotonic()
         seconds: dict[str, float] = {}
         prob_path = yield from infer_job(source, bundle, predictor, settings,

@@ -253,6 +253,9 @@ class _Failing:
     def __init__(self, error: BaseException, fail_above: int = 0) -> None:
         self.error, self.fail_above, self.batches = error, fail_above, []
 
+    def suggested_batch(self, tile: int) -> int:
+        return 2
+
     def predict(self, batch):
         self.batches.append(len(batch))
         if len(batch) > self.fail_above:
