@@ -56,7 +56,9 @@ class TorchPredictor:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(batch))
+            if self.device.type == "cuda":  # pinned host memory: asynchronous copy
+                x = x.pin_memory().to(self.device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             if self.autocast is None:
                 logits = self.model(x)

@@ -1,7 +1,8 @@
 """Streamed tiled inference: overlapping tiles, Hann blending, results written by row bands.
 
-Memory holds one row of tiles (tile x raster width) plus one prefetched row, whatever
-the raster height.
+A reader thread prefetches the next row of tiles and a writer thread writes finished rows,
+so reading, inference and writing overlap. Memory holds one row of tiles (tile x raster
+width) plus one prefetched and one finished row, whatever the raster height.
 """
 
 from __future__ import annotations
@@ -133,8 +134,10 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
     acc = np.zeros((n_classes, tile, width), dtype=np.float32)
     wsum = np.zeros((tile, width), dtype=np.float32)
     done = 0
+    writing = None
     with rasterio.open(prob_path, "w", **profile) as out, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="farmseg-read") as pool:
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="farmseg-read") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="farmseg-write") as writer:
         pending = pool.submit(prepared.row, ys[0], xs)
         for row_index, y0 in enumerate(ys):
             tiles, valid_row = pending.result()
@@ -155,12 +158,17 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
             done += len(tiles) - len(todo)
             next_y = ys[row_index + 1] if row_index + 1 < len(ys) else height
             rows = next_y - y0
-            _write_rows(out, acc[:, :rows], wsum[:rows], valid_row[:rows], y0)
+            if writing is not None:
+                writing.result()  # one band in flight: order kept, memory bounded
+            writing = writer.submit(_write_rows, out, acc[:, :rows].copy(), wsum[:rows].copy(),
+                                    valid_row[:rows], y0)
             acc[:, : tile - rows] = acc[:, rows:]
             acc[:, tile - rows:] = 0.0
             wsum[: tile - rows] = wsum[rows:]
             wsum[tile - rows:] = 0.0
             yield Progress("segment", done, total, f"{done}/{total} tiles")
+        if writing is not None:
+            writing.result()
     return prob_path
 
 
