@@ -133,3 +133,37 @@ def test_label_folder_without_images(tmp_path):
 
     with pytest.raises(InputError, match="no images/ folder"):
         find_labeled_pairs(tmp_path)
+
+
+def test_polygons_over_part_of_an_image_train_only_that_part(tmp_path):
+    import shapely
+
+    from farmseg.training.prepare import folder_from_polygons_over_image
+    from farmseg.training.samples import find_labeled_pairs, load_sample
+    from tests.conftest import SAMPLE, SAMPLE_FIELDS
+    from farmseg.vectors import read_polygons
+
+    geoms, crs = read_polygons(SAMPLE_FIELDS)
+    part = tmp_path / "corrected.geojson"
+    chosen = geoms[:3]
+    pyogrio.raw.write(part, shapely.to_wkb(chosen), [], [], crs="EPSG:4326", driver="GeoJSON",
+                      geometry_type="Polygon")
+    folder = folder_from_polygons_over_image(SAMPLE, part, tmp_path / "data")
+    (image, label), = find_labeled_pairs(folder)
+    sample = load_sample(image, label)
+    assert sample.shape[0] < 1024 and sample.shape[1] < 1024
+    assert (sample.mask > 0).mean() > 0.3
+
+
+def test_loose_files_become_a_training_folder(tmp_path, labeled_dir):
+    from farmseg.training.prepare import folder_from_files
+    from farmseg.training.samples import find_labeled_pairs
+
+    files = []
+    for image in sorted((labeled_dir / "images").iterdir()):
+        mask = tmp_path / "picked" / f"{image.stem}_mask.tif"
+        mask.parent.mkdir(exist_ok=True)
+        shutil.copy(labeled_dir / "masks" / image.name, mask)
+        files += [image, mask]
+    folder = folder_from_files(files, tmp_path / "data2")
+    assert len(find_labeled_pairs(folder)) == 3
