@@ -37,6 +37,7 @@ model: $(STAMP)
 		--encoder efficientnet-lite0 --epochs 24 --tile 256 --batch 8 --val-fraction 0.2 \
 		--seed 0 --checkpoint
 	$(BIN)/farmseg validate --data $(DATA) --model default --tune --record
+	$(BIN)/farmseg quantize --data $(DATA) --model default --variants int8 bf16
 
 bench: $(STAMP)
 	$(BIN)/farmseg bench --size 8192
