@@ -94,12 +94,6 @@ class RasterSource:
             valid &= np.isfinite(data).all(axis=0)
         return data, valid
 
-    def read_valid(self, window: Window, bands: list[int]) -> np.ndarray:
-        try:
-            return self.dataset.read_masks(bands, window=window).min(axis=0) > 0
-        except RasterioIOError as exc:
-            raise InputError(self.path, f"cannot read pixels ({_first_line(exc)})") from None
-
     def sample_windows(self, count: int = 16, size: int = 256) -> list[Window]:
         """Up to `count` windows spread over the raster, for statistics."""
         side = int(math.ceil(math.sqrt(count)))

@@ -158,9 +158,3 @@ def write_classes(prob_path: Path, target: Path, rows: int = 1024) -> Path:
                 out.write(src.read(window=window).argmax(axis=0).astype(np.uint8), 1,
                           window=window)
     return target
-
-
-def default_output_for(input_path: Path) -> Path:
-    return Path(input_path).with_name(Path(input_path).stem + "_fields.gpkg")
-
-
