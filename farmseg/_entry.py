@@ -5,6 +5,9 @@ import sys
 
 def run() -> None:
     try:
+        import multiprocessing
+
+        multiprocessing.freeze_support()  # the GUI's job process in a frozen build
         from farmseg.cli import main
 
         code = main()

@@ -8,7 +8,7 @@ import time
 from farmseg.jobs import Progress
 
 
-def _clock(seconds: float | None) -> str:
+def format_clock(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
     seconds = int(seconds)
@@ -42,7 +42,7 @@ class ProgressBar:
         filled = int(self.width * report.fraction)
         bar = "#" * filled + "." * (self.width - filled)
         sys.stderr.write(f"\r{report.stage:<10} [{bar}] {report.done}/{report.total} "
-                         f"{_clock(elapsed)}<{_clock(eta)} {report.message}"[:160].ljust(100))
+                         f"{format_clock(elapsed)}<{format_clock(eta)} {report.message}"[:160].ljust(100))
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ import shapely
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDropEvent
 from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QLabel, QMessageBox,
-                               QProgressBar)
+                               QProgressBar, QSlider, QTreeWidget)
 
 from farmseg import __version__
 from farmseg.bundle import load_bundle
@@ -94,6 +94,12 @@ def segment_and_wait(qtbot, win: MainWindow) -> None:
     qtbot.waitUntil(lambda: all(layer.item.complete for layer in layers_of(win, "fields")))
 
 
+def test_pyside_keeps_its_references():
+    from farmseg.gui.app import pyside_drops_references
+
+    assert not pyside_drops_references(), "this PySide6 build crashes on this Python (see app.py)"
+
+
 def test_open_shows_the_layer_and_enables_segment(window, sample_crop):
     assert action(window, "actionFineTune").isEnabled()
     assert not action(window, "actionSegment").isEnabled()
@@ -106,6 +112,11 @@ def test_open_shows_the_layer_and_enables_segment(window, sample_crop):
     assert not action(window, "actionCancel").isEnabled()
     assert "EPSG:32615" in window.findChild(QLabel, "status_crs").text()
     assert window.view.visible_rect().contains(layer.item.sceneBoundingRect().center())
+    entry = window.findChild(QTreeWidget, "layerTree").topLevelItem(0)
+    entry.setCheckState(0, Qt.CheckState.Unchecked)
+    assert not layer.item.isVisible()
+    window.findChild(QSlider, "opacitySlider").setValue(40)
+    assert layer.item.opacity() == pytest.approx(0.4)
 
 
 def test_segment_select_and_export(window, sample_crop, qtbot, tmp_path, monkeypatch):
@@ -261,6 +272,7 @@ def test_wheel_zoom_keeps_the_cursor_point_and_drag_pans(window, sample_crop, qt
     viewport = view.viewport()
     qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=QPoint(200, 200))
     qtbot.mouseMove(viewport, QPoint(260, 230))
+    assert window.findChild(QLabel, "status_coords").text().startswith("x ")
     qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=QPoint(260, 230))
     moved = view.visible_rect().center() - centre
     assert moved.x() < 0 and moved.y() < 0  # the map follows the mouse

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import PySide6
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -16,6 +17,20 @@ from farmseg.gui.logs import exception_hook, log_file_path, setup_logging
 from farmseg.gui.main_window import MainWindow
 
 SIGNAL_POLL_MS = 200
+BROKEN_PYSIDE = ("farmseg: error: this PySide6 ({version}) loses references to None on Python "
+                 "{python} and would crash the application; install one that does not, e.g. "
+                 "pip install 'PySide6-Essentials<6.12' (or use Python 3.12 or newer)\n")
+
+
+def pyside_drops_references() -> bool:
+    """True for PySide6 builds that lose a reference to None on each call of a C++ method
+    returning nothing (6.12.0 on Python < 3.12): the interpreter soon aborts with
+    "deallocating None"."""
+    timer = QTimer()
+    before = sys.getrefcount(None)
+    for _ in range(8):
+        timer.stop()
+    return sys.getrefcount(None) < before - 4
 
 
 @contextmanager
@@ -38,6 +53,10 @@ def closed_by_signals(window: MainWindow) -> Iterator[None]:
 def main(files: list[str], segment: bool = False) -> int:
     """Open the main window with `files` as layers; segment the first one if asked.
     Returns the exit code."""
+    if pyside_drops_references():
+        sys.stderr.write(BROKEN_PYSIDE.format(version=PySide6.__version__,
+                                              python=sys.version.split()[0]))
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("farmseg")
     app.setApplicationName("farmseg")

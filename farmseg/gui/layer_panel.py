@@ -45,13 +45,15 @@ class LayerPanel(QWidget):
         return [self._tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole)
                 for i in range(self._tree.topLevelItemCount())]
 
+    def _index(self, layer: Layer) -> int:
+        return next(i for i, each in enumerate(self.layers()) if each is layer)
+
     def current(self) -> Layer | None:
         item = self._tree.currentItem()
         return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
 
     def set_current(self, layer: Layer) -> None:
-        index = next(i for i, each in enumerate(self.layers()) if each is layer)
-        self._tree.setCurrentItem(self._tree.topLevelItem(index))
+        self._tree.setCurrentItem(self._tree.topLevelItem(self._index(layer)))
 
     def add(self, layer: Layer, opacity: float = 1.0) -> None:
         """Put `layer` on top and make it current."""
@@ -66,9 +68,7 @@ class LayerPanel(QWidget):
         self._tree.setCurrentItem(entry)
 
     def remove(self, layer: Layer) -> None:
-        for i, each in enumerate(self.layers()):
-            if each is layer:
-                self._tree.takeTopLevelItem(i)
+        self._tree.takeTopLevelItem(self._index(layer))
         self._restack()
 
     def _restack(self) -> None:

@@ -28,9 +28,10 @@ from farmseg.gui.layer_panel import LayerPanel
 from farmseg.gui.layers import Layer, image_layer, load_preview, result_layers
 from farmseg.gui.logs import setup_logging
 from farmseg.gui.map_view import MapView
-from farmseg.gui.panels import FieldInfo, MapStatus, RunPanel
+from farmseg.gui.panels import FieldInfo, RunPanel
 from farmseg.gui.render import Style, overview_is_quick
 from farmseg.gui.settings import Prefs
+from farmseg.gui.status import MapStatus
 from farmseg.gui.tasks import describe, run_in_background
 from farmseg.gui.worker import JobOutcome, JobRequest, SegmentJob
 from farmseg.jobs import Progress
