@@ -33,6 +33,13 @@ def check_target(target: Path, overwrite: bool) -> None:
         raise OutputError(target, f"folder {parent} is not writable")
 
 
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plainly created file or folder gets (temp files are private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
@@ -50,6 +57,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -70,6 +78,7 @@ def atomic_fileset(target: Path, suffixes: tuple[str, ...] = SHAPEFILE_PARTS) ->
             part = folder / (target.stem + suffix)
             if part.exists():
                 _fsync(part)
+                os.chmod(part, default_mode())
         for suffix in suffixes:
             part = folder / (target.stem + suffix)
             if part.exists():

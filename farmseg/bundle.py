@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from farmseg.atomic import default_mode
 from farmseg.errors import ModelError
 
 SCHEMA_VERSION = 1
@@ -215,6 +216,8 @@ def write_bundle_atomically(dest: Path, fill: Any) -> Path:
         for item in tmp.iterdir():
             with open(item, "rb") as handle:
                 os.fsync(handle.fileno())
+            os.chmod(item, default_mode())
+        os.chmod(tmp, default_mode(directory=True))
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyogrio
 import pytest
@@ -125,3 +127,11 @@ def test_probability_class_and_csv_outputs(tmp_path, sample_crop):
     with rasterio.open(prob) as p, rasterio.open(classes) as c:
         assert p.count == 3 and c.read(1).max() <= 2 and p.crs == c.crs
     assert table.read_text().splitlines()[0].startswith("field_id,area_ha")
+
+
+def test_outputs_get_ordinary_permissions(tmp_path, sample_crop):
+    out = tmp_path / "fields.gpkg"
+    assert _segment(sample_crop, "-o", out) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,35 +1,390 @@
-"""Tools > Fine-tune: a placeholder until fine-tuning from the application lands."""
+"""Tools > Fine-tune: train a model further on the user's labelled tiles, in the background.
+
+The form (finetune_form) gathers the settings; the run happens in a child process
+(finetune_job, supervised like a segmentation: worker.ProcessJob), so the window stays
+responsive and Cancel is honoured; this dialog shows the progress and the curves, and at
+the end the before/after scores on the validation tiles.
+"""
 
 from __future__ import annotations
 
 import html
+import importlib.util
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
+import shiboken6
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractScrollArea, QApplication, QDialog, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
+                               QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from farmseg.bundle import user_models_dir
+from farmseg.bundle import META_NAME, ModelBundle, load_bundle, user_models_dir
+from farmseg.errors import ModelError
+from farmseg.gui import finetune_job
+from farmseg.gui.devices import gpu_name
+from farmseg.gui.dialogs import ask, show_error
+from farmseg.gui.finetune_chart import TrainingChart
+from farmseg.gui.finetune_form import FineTuneForm
+from farmseg.gui.finetune_job import FineTuneRequest, command_line
+from farmseg.gui.tasks import run_in_background
+from farmseg.gui.worker import ProcessJob, ProcessWorker
+from farmseg.jobs import EtaClock, Progress
+from farmseg.progressbar import format_clock
 
-TEXT = (
-    "<h3>Fine-tune a model</h3>"
-    "<p>Fine-tuning from the application is coming: you will pick images with their field "
-    "outlines, train on top of a model and find the new model in the Model list.</p>"
-    "<p>Until then the command line does it:</p>"
-    "<pre>farmseg train --base default --data my_fields --out {models}/my_model</pre>"
-    "<p>where <code>my_fields</code> holds <code>images/</code> and <code>masks/</code> "
-    "(or <code>fields/</code>). Models in <code>{models}</code> appear in the Model list.</p>"
-)
+LOG = logging.getLogger("farmseg.gui")
+TORCH_MISSING = ("Fine-tuning needs the full install of farmseg, with PyTorch: "
+                 '<code>pip install "farmseg[torch,gui]"</code>. This build can segment only.')
+CANCEL_GRACE_S = 60.0  # after Cancel: the current step, then writing the best epoch (with ONNX)
+SCORE_HELP = ("<small>Field pixel IoU: the fields found (as polygons) against the labelled "
+              "fields, pixel by pixel. Field F1: fields matched one to one at IoU ≥ 0.5."
+              "</small>")
+STAGE_TEXT = {"check": "checking labels %v/%m", "load": "starting", "train": "step %v/%m"}
+
+
+def torch_installed() -> bool:
+    """Whether this installation can train (the frozen CPU build cannot)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class FineTuneWorker(ProcessWorker):
+    """One run in its own process; afterwards removes the scratch folder and any temporary
+    bundle folder (`.<name>.*`) that a killed process left behind."""
+
+    def __init__(self, request: FineTuneRequest) -> None:
+        super().__init__(finetune_job.run, (request,), "training", CANCEL_GRACE_S)
+        self.request = request
+
+    def _clean_up(self, kept: bool) -> None:
+        shutil.rmtree(self.request.work_dir, ignore_errors=True)
+        out = self.request.out
+        for leftover in out.parent.glob(f".{out.name}.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+class StepClock:
+    """ETA and time per epoch from the step rate since the first training step, so that
+    start-up and the base model's scoring do not skew them (once an epoch has ended, the
+    rate includes its validation)."""
+
+    def __init__(self, epochs: int) -> None:
+        self._epochs = epochs
+        self._clock: EtaClock | None = None
+        self._first = 0
+
+    def update(self, report: Progress) -> tuple[float | None, float | None]:
+        """(ETA, seconds per epoch) after a "train" report; None before the second step."""
+        if self._clock is None:
+            self._clock, self._first = EtaClock(), report.done
+            return None, None
+        rate = self._clock.elapsed() / max(1, report.done - self._first)
+        return rate * (report.total - report.done), rate * report.total / self._epochs
+
+
+@dataclass
+class _Run:
+    request: FineTuneRequest
+    base_name: str
+    started: float  # time.time(): a partial bundle written after this is this run's
+    clock: EtaClock
+    steps: StepClock
+    epochs_done: int = 0
+    trained: bool = False  # at least one training step ran
+    stopped: str = ""  # why it stopped early ("Cancelled", ...); reported once it is gone
+
 
 class FineTuneDialog(QDialog):
-    """Explains how to fine-tune today; replaced by the real dialog later."""
+    """Fine-tune a model on labelled tiles. `images`: the images open in the main window
+    (current first), for labels drawn over one of them; `base`: the bundle folder to start
+    from (default: the bundled default model)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    modelSaved = Signal(str, bool)  # bundle folder; False: partial (the best epoch, cancelled)
+    runEnded = Signal()  # after every run, whatever its outcome
+
+    def __init__(self, parent: QWidget | None = None, images: Sequence[Path] = (),
+                 base: str | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("fineTuneDialog")
         self.setWindowTitle("Fine-tune a model")
-        text = QLabel(TEXT.format(models=html.escape(str(user_models_dir()))), wordWrap=True)
-        text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
+        self._job: ProcessJob | None = None
+        self._run: _Run | None = None
+        self._close_when_idle = False
+        self._can_train = torch_installed()
+        self.form = FineTuneForm(list(images), base)
+        self.chart = TrainingChart()
+        self.progress = QProgressBar(objectName="progressBar", textVisible=True)
+        self.progress_text = QLabel(objectName="progressLabel")
+        self.epoch_time = QLabel(objectName="epochTimeLabel")
+        self.scores = QTableWidget(3, 2, objectName="scoreTable")
+        self.scores_caption = QLabel(objectName="scoreCaption", wordWrap=True)
+        self.result_text = QLabel(objectName="resultLabel", wordWrap=True)
+        self.command = QLabel(objectName="commandLabel", wordWrap=True)
+        self.start_button = QPushButton("Start", objectName="startButton")
+        self.cancel_button = QPushButton("Cancel training", objectName="cancelButton")
+        self.close_button = QPushButton("Close", objectName="closeButton")
+        self._lay_out()
+        self._clear_scores()
+        self.form.changed.connect(self._show_command)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.reject)
+        self._show_command()
+        self._set_running(False)
+        self.progress.setFormat("idle")
+        self.progress.setValue(0)
+        self.resize(1000, 660)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self._stop_at_exit)
+        if self._can_train:
+            run_in_background(gpu_name, self._on_gpu, lambda error: None)
+
+    def _lay_out(self) -> None:
+        settings = QGroupBox("Settings")
+        QVBoxLayout(settings).addWidget(self.form)
+        scores = QGroupBox("Before / after")
+        column = QVBoxLayout(scores)
+        column.addWidget(self.scores)
+        column.addWidget(self.scores_caption)
+        column.addWidget(QLabel(SCORE_HELP, wordWrap=True))
+        self.scores.setHorizontalHeaderLabels(["Field pixel IoU", "Field F1"])
+        self.scores.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.scores.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.scores.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.scores.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.scores.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.scores.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for label in (self.result_text, self.command):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        run = QGroupBox("Training")
+        column = QVBoxLayout(run)
+        column.addWidget(self.chart, 1)
+        column.addWidget(self.progress)
+        column.addWidget(self.progress_text)
+        column.addWidget(self.epoch_time)
+        column.addWidget(scores)
+        column.addWidget(self.result_text)
+        top = QHBoxLayout()
+        top.addWidget(settings)
+        top.addWidget(run, 1)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.cancel_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.close_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(text)
-        layout.addWidget(buttons)
+        layout.addLayout(top, 1)
+        if not self._can_train:
+            layout.addWidget(QLabel(TORCH_MISSING, objectName="torchMissingLabel",
+                                    wordWrap=True))
+        layout.addWidget(self.command)
+        layout.addLayout(buttons)
+        self.start_button.setDefault(True)
+
+    def _on_gpu(self, name: str | None) -> None:
+        if shiboken6.isValid(self.form):  # the dialog may be gone by now
+            self.form.set_gpu(name)
+
+    def _show_command(self) -> None:
+        labels = self.form.labels()
+        data = str(labels.paths[0]) if labels.kind == "folder" and labels.paths[0].name else "DATA"
+        line = command_line(data, user_models_dir() / self.form.model_name(),
+                            self.form.options())
+        self.command.setText(f"From a terminal: <code>{html.escape(line)}</code>")
+
+    def _set_running(self, running: bool) -> None:
+        self.form.setEnabled(not running)
+        self.start_button.setEnabled(self._can_train and not running)
+        self.cancel_button.setEnabled(running)
+
+    # ----------------------------------------------------------------- running
+
+    def is_running(self) -> bool:
+        return self._job is not None
+
+    def start(self) -> None:
+        """Check the settings, then train in the background."""
+        problem = self.form.problem()
+        if problem:
+            show_error(self, problem)
+            return
+        out = user_models_dir() / self.form.model_name()
+        if out.exists() and not ask(self, "Fine-tune", f"A model named '{out.name}' already "
+                                    f"exists in {out.parent}. Replace it?"):
+            return
+        request = FineTuneRequest(self.form.labels(), out, self.form.options(),
+                                  Path(tempfile.mkdtemp(prefix="farmseg-finetune-")))
+        epochs = int(request.options["epochs"])
+        self._run = _Run(request, self.form.base.currentText(), time.time(), EtaClock(),
+                         StepClock(epochs))
+        self._job = ProcessJob(FineTuneWorker(request), self)
+        worker = self._job.worker
+        worker.progress.connect(self._on_progress)
+        worker.succeeded.connect(self._on_succeeded)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        self._job.done.connect(self._on_done)
+        self.chart.reset(epochs)
+        self._clear_scores()
+        for label in (self.progress_text, self.epoch_time, self.result_text):
+            label.clear()
+        self._busy("starting")
+        self._set_running(True)
+        LOG.info("fine-tune: %s", command_line(str(request.labels.paths), out, request.options))
+        self._job.start()
+
+    def cancel(self) -> None:
+        """Stop; the core keeps the best epoch so far as a bundle marked partial."""
+        if self._job is not None:
+            self._job.cancel()
+            self.cancel_button.setEnabled(False)
+            self._busy("cancelling")
+            self.progress_text.setText("Cancelling: finishing the current step, then saving "
+                                       "the best epoch so far…")
+
+    def _busy(self, text: str) -> None:
+        self.progress.setRange(0, 0)
+        self.progress.setFormat(text)
+
+    def _on_progress(self, report: Progress) -> None:
+        run = self._run
+        if report.stage == "epoch":
+            run.epochs_done = report.done
+            extra = report.extra
+            self.chart.add_epoch(extra["loss"], extra["val_iou"])
+            return
+        if self._job is None or self._job.worker.is_cancelled():
+            return
+        self.progress.setRange(0, report.total)
+        self.progress.setValue(report.done)
+        self.progress.setFormat(STAGE_TEXT.get(report.stage, report.stage))
+        if report.stage != "train":
+            self.progress_text.setText(report.message)
+            return
+        run.trained = True
+        self.chart.add_step(report.extra["loss"])
+        eta, per_epoch = run.steps.update(report)
+        text = (f"epoch {report.extra['epoch']}/{self.chart.epochs} · loss "
+                f"{report.extra['loss']:.3f} · elapsed {format_clock(run.clock.elapsed())}")
+        self.progress_text.setText(text + (f" · ETA {format_clock(eta)}" if eta else ""))
+        if per_epoch is not None:
+            self.epoch_time.setText(f"{_duration(per_epoch)} per epoch" if run.epochs_done else
+                                    f"about {_duration(per_epoch)} per epoch (estimated from "
+                                    "the first steps)")
+
+    def _on_succeeded(self, result: dict[str, Any]) -> None:
+        self._show_scores(result)
+        seconds = [epoch["seconds"] for epoch in result["history"]]
+        self.epoch_time.setText(f"{_duration(statistics.mean(seconds))} per epoch ("
+                                f"{_count(len(seconds), 'epoch')}, {format_clock(sum(seconds))}"
+                                " in all)")
+        self.progress_text.setText(f"Done in {format_clock(self._run.clock.elapsed())}.")
+        path = result["bundle"]
+        self.result_text.setText(f"Saved as <b>{html.escape(Path(path).name)}</b> in "
+                                 f"{html.escape(path)}; it is now the main window's model.")
+        LOG.info("fine-tuned model written to %s", path)
+        self.modelSaved.emit(path, True)
+
+    def _on_failed(self, reason: str, details: str) -> None:
+        self._run.stopped = "Fine-tuning failed" if self._run.trained else "Nothing was trained"
+        show_error(self, f"{self._run.stopped}: {reason}", details)
+
+    def _on_cancelled(self) -> None:
+        self._run.stopped = "Cancelled"
+
+    def _report_stopped(self, what: str) -> None:
+        """Say what a stopped run left: the best epoch so far as a partial bundle (then
+        announced with modelSaved), or nothing."""
+        bundle = self._partial_bundle()
+        if bundle is None:
+            self.result_text.setText(f"{what}. No model was saved.")
+            return
+        epoch = bundle.meta.get("training", {}).get("epochs_done", "?")
+        self.result_text.setText(f"{what}. The best epoch so far (epoch {epoch}) was saved as "
+                                 f"{html.escape(str(bundle.path))}, marked partial.")
+        self.modelSaved.emit(str(bundle.path), False)
+
+    def _partial_bundle(self) -> ModelBundle | None:
+        out = self._run.request.out
+        try:
+            bundle = load_bundle(out)
+        except ModelError:
+            return None
+        fresh = (out / META_NAME).stat().st_mtime >= self._run.started
+        return bundle if fresh and bundle.meta.get("partial") else None
+
+    def _on_done(self) -> None:
+        """The process is gone (killed, if it ignored Cancel) and its leftovers removed."""
+        self._job.deleteLater()
+        self._job = None
+        if self._run.stopped:
+            self._report_stopped(self._run.stopped)
+        if self.progress.maximum() == 0:  # stopped while busy
+            self.progress.setRange(0, 1)
+            self.progress.setFormat("stopped")
+        self._set_running(False)
+        self.runEnded.emit()
+        if self._close_when_idle:
+            super().reject()
+
+    # ----------------------------------------------------------------- scores
+
+    def _clear_scores(self) -> None:
+        for row, name in enumerate(("before", "after", "change")):
+            self.scores.setVerticalHeaderItem(row, QTableWidgetItem(name))
+            for col in range(2):
+                self.scores.setItem(row, col, QTableWidgetItem("–"))
+        self.scores_caption.setText("The base and the fine-tuned model on the validation "
+                                    "tiles, never trained on.")
+
+    def _show_scores(self, result: dict[str, Any]) -> None:
+        before = (result["base_val_field_iou"], result["base_val_field_f1"])
+        after = (result["val_field_iou"], result["val_field_f1"])
+        change = tuple(None if a is None or b is None else a - b
+                       for a, b in zip(after, before))
+        rows = ((f"before: {self._run.base_name}", before, "{:.3f}"),
+                (f"after: {self._run.request.out.name}", after, "{:.3f}"),
+                ("change", change, "{:+.3f}"))
+        for row, (name, values, fmt) in enumerate(rows):
+            self.scores.setVerticalHeaderItem(row, QTableWidgetItem(name))
+            for col, value in enumerate(values):
+                self.scores.setItem(row, col, QTableWidgetItem(
+                    "–" if value is None else fmt.format(value)))
+        tiles = result["validation"]
+        self.scores_caption.setText(
+            f"On {_count(len(tiles), 'validation tile')}, never trained on (hover for names)."
+            if tiles else "No validation tiles (validation share 0 %): nothing to compare.")
+        self.scores_caption.setToolTip("\n".join(tiles))
+
+    # ----------------------------------------------------------------- closing
+
+    def reject(self) -> None:
+        """Close; while training, ask first, then cancel and close once it stopped."""
+        if self._job is None:
+            super().reject()
+        elif self._close_when_idle or ask(self, "Fine-tune", "Training is running. Cancel it "
+                                          "(the best epoch so far is kept) and close?"):
+            self._close_when_idle = True
+            self.cancel()
+
+    def _stop_at_exit(self) -> None:
+        """The application quits (Ctrl+C, SIGTERM): cancel, which saves the best epoch so
+        far, and wait for the process, so no thread outlives the dialog."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.wait(int((CANCEL_GRACE_S + 5) * 1000))

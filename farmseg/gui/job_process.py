@@ -1,11 +1,11 @@
-"""What runs in the segmentation process (Qt-free): the core job, driven over a pipe.
+"""What runs in a job process (Qt-free): a core job, driven over a pipe.
 
-The GUI runs the job in a child process rather than a thread of its own: native code in
-GDAL and GEOS can hold Python's GIL for hundreds of milliseconds (closing a compressed
-GeoTIFF, for one), which would freeze the window; a process also survives being killed
-when a cancel is not honoured in time.
+The GUI runs segmentation (and fine-tuning, see finetune_job) in a child process rather
+than a thread of its own: native code in GDAL and GEOS can hold Python's GIL for hundreds
+of milliseconds (closing a compressed GeoTIFF, for one), which would freeze the window; a
+process also survives being killed when a cancel is not honoured in time.
 
-Messages to the parent: ("progress", Progress), ("log", text), ("done", SegmentResult),
+Messages to the parent: ("progress", Progress), ("log", text), ("done", result),
 ("cancelled",), ("error", reason, details). The parent may send "cancel".
 """
 
@@ -78,26 +78,30 @@ def gui_job(options: SegmentOptions, window: PixelWindow | None) -> Job[SegmentR
         crop.unlink(missing_ok=True)
 
 
-def run(conn: Connection, options: SegmentOptions, window: PixelWindow | None) -> None:
-    """Child process entry point: run the job, report over `conn`, stop on "cancel"."""
+def serve(conn: Connection, job: Job, memory_hint: str) -> None:
+    """Run `job` in this child process: report over `conn`, stop on "cancel"; `memory_hint`
+    says what to try when memory runs out."""
     sys.stderr = _PipeText(conn)  # core warnings reach the GUI's log
 
     def cancelled() -> bool:
         return conn.poll() and conn.recv() == "cancel"
 
     try:
-        result = run_job(gui_job(options, window), lambda p: conn.send(("progress", p)),
-                         cancelled)
+        result = run_job(job, lambda p: conn.send(("progress", p)), cancelled)
         conn.send(("done", result))
     except Cancelled:
         conn.send(("cancelled",))
     except FarmsegError as exc:
         conn.send(("error", str(exc), traceback.format_exc()))
     except MemoryError:
-        conn.send(("error", "out of memory: try a smaller tile size or the view extent",
-                   traceback.format_exc()))
+        conn.send(("error", f"out of memory: {memory_hint}", traceback.format_exc()))
     except Exception as exc:  # anything else still reaches the user, with its traceback
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         conn.send(("error", f"unexpected error: {reason}", traceback.format_exc()))
     finally:
         conn.close()
+
+
+def run(conn: Connection, options: SegmentOptions, window: PixelWindow | None) -> None:
+    """Child process entry point of a segmentation."""
+    serve(conn, gui_job(options, window), "try a smaller tile size or the view extent")

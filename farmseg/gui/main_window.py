@@ -463,7 +463,14 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {count} fields to {path}", 10000)
 
     def fine_tune(self) -> None:
-        dialog = FineTuneDialog(self)
+        """Open the fine-tune dialog: labels may be drawn over an open image (current first);
+        a model it saves joins the model list (and, when complete, becomes current)."""
+        current = self._current_image()
+        images = [layer.source for layer in self.layers() if layer.kind == "image"]
+        images.sort(key=lambda source: current is None or source != current.source)
+        dialog = FineTuneDialog(self, images, self.run_panel.settings().model)
+        dialog.modelSaved.connect(
+            lambda path, complete: self.run_panel.reload_models(path if complete else None))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
 

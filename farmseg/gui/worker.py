@@ -1,4 +1,5 @@
-"""One segmentation run: a QThread supervises the job process, then prepares what to draw.
+"""Background runs: a QThread supervises a job process (segmentation, fine-tuning); for a
+segmentation it then prepares what to draw.
 
 Everything heavy happens off the GUI thread: the core job in its own process (see
 job_process), and turning its result into QPainterPaths and an overlay QImage in this
@@ -13,10 +14,12 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 import rasterio
 import shapely
@@ -64,31 +67,38 @@ class JobFailed(Exception):
         self.reason, self.details = reason, details
 
 
-def _exit_reason(process: BaseProcess) -> str:
+def _exit_reason(process: BaseProcess, what: str) -> str:
     process.join(EXIT_S)
     code = process.exitcode
     if code is not None and code < 0:
-        return f"the segmentation process was killed (signal {-code}; out of memory?)"
-    return f"the segmentation process stopped unexpectedly (exit code {code})"
+        return f"the {what} process was killed (signal {-code}; out of memory?)"
+    return f"the {what} process stopped unexpectedly (exit code {code})"
 
 
-class SegmentWorker(QObject):
-    """Runs in the job thread; `cancel()` may be called from any thread."""
+class ProcessWorker(QObject):
+    """Runs `target(conn, *args)`, an entry point like job_process.run, in a child process and
+    relays its messages. Runs in the job thread; `cancel()` may be called from any thread.
+    Subclasses turn the result into what `succeeded` carries (`_finish`) and tidy up
+    (`_clean_up`)."""
 
     progress = Signal(object)  # farmseg.jobs.Progress
     logged = Signal(str)  # a warning from the core
-    succeeded = Signal(object)  # JobOutcome
+    succeeded = Signal(object)  # what _finish returns
     failed = Signal(str, str)  # reason, details
     cancelled = Signal()
     ended = Signal()  # always last
 
-    def __init__(self, request: JobRequest) -> None:
+    def __init__(self, target: Callable[..., None], args: tuple[Any, ...], what: str,
+                 grace_s: float = GRACE_S) -> None:
         super().__init__()
-        self.request = request
+        self._target, self._args, self._what, self._grace_s = target, args, what, grace_s
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     @Slot()
     def run(self) -> None:
@@ -96,13 +106,13 @@ class SegmentWorker(QObject):
         kept = False
         context = multiprocessing.get_context("spawn")
         conn, child_conn = context.Pipe()
-        process = context.Process(target=job_process.run, name="farmseg-segment", daemon=True,
-                                  args=(child_conn, self.request.options, self.request.window))
+        process = context.Process(target=self._target, name=f"farmseg-{self._what}",
+                                  daemon=True, args=(child_conn, *self._args))
         try:
             process.start()
             child_conn.close()
             result = self._listen(conn, process)
-            outcome = self._prepare(result, started) if result is not None else None
+            outcome = self._finish(result, started) if result is not None else None
             if outcome is None:
                 self.cancelled.emit()
             else:
@@ -111,7 +121,7 @@ class SegmentWorker(QObject):
         except JobFailed as exc:
             self.failed.emit(exc.reason, exc.details)
         except Exception as exc:  # a bug here must still reach the user
-            LOG.exception("segmentation worker failed")
+            LOG.exception("%s worker failed", self._what)
             self.failed.emit(describe(exc), traceback.format_exc())
         finally:
             conn.close()
@@ -120,11 +130,10 @@ class SegmentWorker(QObject):
             if process.is_alive():
                 process.kill()
                 process.join()
-            if not kept:
-                shutil.rmtree(self.request.job_dir, ignore_errors=True)
+            self._clean_up(kept)
             self.ended.emit()
 
-    def _listen(self, conn: Connection, process: BaseProcess) -> SegmentResult | None:
+    def _listen(self, conn: Connection, process: BaseProcess) -> Any:
         """Relay the process's messages until its result (None when cancelled)."""
         cancel_sent: float | None = None
         while True:
@@ -135,7 +144,7 @@ class SegmentWorker(QObject):
                         conn.send("cancel")
                     except OSError:
                         return None
-                elif time.monotonic() - cancel_sent > GRACE_S:
+                elif time.monotonic() - cancel_sent > self._grace_s:
                     return None
             if not conn.poll(POLL_S):
                 continue
@@ -144,7 +153,7 @@ class SegmentWorker(QObject):
             except EOFError:
                 if cancel_sent is not None:
                     return None
-                raise JobFailed(_exit_reason(process), "") from None
+                raise JobFailed(_exit_reason(process, self._what), "") from None
             if kind == "progress":
                 self.progress.emit(payload[0])
             elif kind == "log":
@@ -157,12 +166,31 @@ class SegmentWorker(QObject):
             else:
                 raise JobFailed(*payload)
 
-    def _prepare(self, result: SegmentResult, started: float) -> JobOutcome | None:
+    def _finish(self, result: Any, started: float) -> Any:
+        """What `succeeded` carries; None if cancelled meanwhile."""
+        return result
+
+    def _clean_up(self, kept: bool) -> None:
+        """Called once the process is gone; `kept` tells whether the run succeeded."""
+
+
+class SegmentWorker(ProcessWorker):
+    """One segmentation: the job process, then the paths and overlay to draw."""
+
+    def __init__(self, request: JobRequest) -> None:
+        super().__init__(job_process.run, (request.options, request.window), "segmentation")
+        self.request = request
+
+    def _clean_up(self, kept: bool) -> None:
+        if not kept:
+            shutil.rmtree(self.request.job_dir, ignore_errors=True)
+
+    def _finish(self, result: SegmentResult, started: float) -> JobOutcome | None:
         """Field paths and the probability overlay image; None if cancelled meanwhile."""
         sign = self.request.y_sign
         paths = []
         for polygon in result.layer.geoms:
-            if self._cancel.is_set():
+            if self.is_cancelled():
                 return None
             paths.append(polygon_path(polygon, sign))
         bounds = QRectF()
@@ -178,15 +206,15 @@ class SegmentWorker(QObject):
                           time.monotonic() - started)
 
 
-class SegmentJob(QObject):
+class ProcessJob(QObject):
     """Owns the thread and the worker of one run. Connect to `worker`'s signals; the thread's
     `finished` (re-emitted as `done`) comes after all of them."""
 
     done = Signal()
 
-    def __init__(self, request: JobRequest, parent: QObject | None = None) -> None:
+    def __init__(self, worker: ProcessWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.worker = SegmentWorker(request)
+        self.worker = worker
         self._thread = QThread(self)
         self._thread.setObjectName("farmseg-job")
         self.worker.moveToThread(self._thread)
@@ -202,3 +230,10 @@ class SegmentJob(QObject):
 
     def wait(self, ms: int) -> bool:
         return self._thread.wait(ms)
+
+
+class SegmentJob(ProcessJob):
+    """One segmentation run (see SegmentWorker)."""
+
+    def __init__(self, request: JobRequest, parent: QObject | None = None) -> None:
+        super().__init__(SegmentWorker(request), parent)

@@ -1,0 +1,98 @@
+"""What runs in the fine-tuning process (Qt-free): lay out the labels, check them, train.
+
+The dialog (finetune.py) starts `run` through job_process's protocol. torch is imported
+only once every label has passed the core's checks, so bad data is reported in a second.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+from farmseg.bundle import load_bundle
+from farmseg.errors import FarmsegError
+from farmseg.gui.job_process import serve
+from farmseg.jobs import Job, Progress
+from farmseg.training.prepare import folder_from_files, folder_from_polygons_over_image
+from farmseg.training.samples import find_labeled_pairs, load_sample
+
+
+@dataclass
+class Labels:
+    """The labelled data as the user chose it."""
+
+    kind: Literal["folder", "files", "polygons"]
+    paths: list[Path]  # [training folder] | picked images and labels | [image, polygon file]
+
+    def prepare(self, work_dir: Path) -> Path:
+        """A training folder (images/ + masks/ or fields/) holding these labels."""
+        if self.kind == "folder":
+            return self.paths[0]
+        if self.kind == "polygons":
+            return folder_from_polygons_over_image(self.paths[0], self.paths[1], work_dir)
+        return folder_from_files(self.paths, work_dir)
+
+    def user_path(self, path: str | None, data: Path) -> str | None:
+        """The user's own file behind `path` of the prepared folder `data`: links are
+        followed, the cropped image is the open image, the folder itself is not named."""
+        if path is None or self.kind == "folder" or not Path(path).is_relative_to(data):
+            return path
+        inside = Path(path)
+        if inside.is_symlink():
+            return str(inside.resolve())
+        if self.kind == "polygons" and inside.parent.name == "images":
+            return str(self.paths[0])
+        return None if inside == data else path
+
+
+@dataclass
+class FineTuneRequest:
+    labels: Labels
+    out: Path  # the bundle folder to write
+    options: dict[str, Any]  # TrainConfig fields but data, out: base, epochs, tile, lr, ...
+    work_dir: Path  # scratch folder for the prepared training folder; the parent removes it
+
+
+def command_line(data: str, out: Path, options: dict[str, Any]) -> str:
+    """The `farmseg train` command that runs the same training."""
+    parts = ["farmseg", "train", "--base", str(options["base"]), "--data", data, "--out", str(out)]
+    for key, value in options.items():
+        if key != "base" and value is not False:
+            parts.append(f"--{key.replace('_', '-')}")
+            if value is not True:
+                parts.append(str(value))
+    return shlex.join(parts)
+
+
+def check_labels(data: Path, bands: list[int]) -> Job[None]:
+    """Load every labelled pair as training will, so that bad data stops the run first."""
+    pairs = find_labeled_pairs(data)
+    for done, (image, label) in enumerate(pairs, 1):
+        load_sample(image, label, bands)
+        yield Progress("check", done, len(pairs), f"checked {image.name}")
+
+
+def finetune_job(request: FineTuneRequest) -> Job[dict[str, Any]]:
+    """Prepare and check the labels, then fine-tune; the result is train_job's, with its
+    history as plain dicts (the GUI process must not import torch to unpickle it)."""
+    data = request.labels.prepare(request.work_dir / "data")
+    try:
+        yield from check_labels(data, load_bundle(request.options["base"]).bands)
+        yield Progress("load", 0, 0, "loading the model and scoring it on the validation tiles")
+        from farmseg.training.trainer import TrainConfig, train_job
+
+        config = TrainConfig(data=str(data), out=str(request.out),
+                             command=command_line(str(data), request.out, request.options),
+                             **request.options)
+        result = yield from train_job(config)
+    except FarmsegError as exc:
+        raise type(exc)(request.labels.user_path(exc.path, data), exc.problem) from None
+    return {**result, "history": [asdict(epoch) for epoch in result["history"]]}
+
+
+def run(conn: Connection, request: FineTuneRequest) -> None:
+    """Child process entry point of a fine-tuning run."""
+    serve(conn, finetune_job(request), "try a smaller crop size or batch size")

@@ -1,0 +1,165 @@
+"""Tools > Fine-tune, driven for real (offscreen) from the main window: a 1-epoch run on tiny
+real crops, Cancel, bad labels, an existing name, and an install without torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QMessageBox
+
+from farmseg.bundle import load_bundle, user_models_dir
+from farmseg.gui import finetune
+from farmseg.gui.finetune import FineTuneDialog
+from farmseg.vectors import reproject
+from tests.test_gui import action, isolated_settings, window  # noqa: F401 (fixtures)
+
+RUN_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture
+def dialog(window, qtbot):  # noqa: F811 (the fixture imported above)
+    action(window, "actionFineTune").trigger()
+    found = window.findChild(FineTuneDialog)
+    assert found is not None and found.isVisible()
+    yield found
+    if found.is_running():
+        with qtbot.waitSignal(found.runEnded, timeout=RUN_TIMEOUT_MS):
+            found.cancel()
+
+
+def set_up(dialog: FineTuneDialog, labeled: Path, epochs: int = 1, name: str = "tuned") -> None:
+    """Tiny but real settings: the folder of labelled crops, 64 px crops, batches of 4."""
+    form = dialog.form
+    form.set_source("folder")
+    form.folder.setText(str(labeled))
+    form.name.setText(name)
+    form.epochs.setValue(epochs)
+    form.crop.setValue(64)
+    form.batch.setValue(4)
+    form.device.setCurrentIndex(form.device.findData("cpu"))
+
+
+def start_and_wait(qtbot, dialog: FineTuneDialog) -> None:
+    with qtbot.waitSignal(dialog.runEnded, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+
+
+def error_text(dialog: FineTuneDialog) -> str:
+    boxes = [box for box in dialog.findChildren(QMessageBox, "errorBox") if box.isVisible()]
+    assert boxes, "no error message box"
+    return boxes[-1].text()
+
+
+def leftovers() -> list[str]:
+    return [p.name for p in user_models_dir().glob(".*")]
+
+
+def test_fine_tune_shows_curves_scores_and_selects_the_new_model(window, dialog, qtbot,
+                                                                  labeled_dir):
+    set_up(dialog, labeled_dir)
+    assert "--base default" in dialog.command.text()
+    start_and_wait(qtbot, dialog)
+    assert not dialog.findChildren(QMessageBox, "errorBox")
+    cells = [dialog.scores.item(row, col).text() for row in range(3) for col in range(2)]
+    assert all(cell != "–" for cell in cells), cells
+    assert all(-1.0 <= float(cell) <= 1.0 for cell in cells)
+    assert "3 validation tiles" in dialog.scores_caption.text()
+    assert len(dialog.chart.losses) == 1 and dialog.chart.ious[0] is not None
+    assert "per epoch" in dialog.epoch_time.text()
+    out = user_models_dir() / "tuned"
+    assert str(out) in dialog.result_text.text()
+    bundle = load_bundle(out)
+    assert not bundle.meta["partial"] and bundle.has_onnx
+    assert bundle.meta["training"]["base"] == "default"
+    assert bundle.meta["training"]["command"].startswith("farmseg train --base default")
+    assert window.run_panel.current_bundle().path == out
+    assert leftovers() == []
+    assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
+
+
+@pytest.mark.parametrize("grace_s", [None, 0.0], ids=["saved", "killed"])
+def test_cancel_keeps_at_most_a_complete_partial_model(window, dialog, qtbot, labeled_dir,
+                                                       monkeypatch, grace_s):
+    """Cancel after the first epoch: the process saves it as a partial model; one that does
+    not stop in time (grace 0 s) is killed, leaving that model complete or absent."""
+    if grace_s is not None:
+        monkeypatch.setattr(finetune, "CANCEL_GRACE_S", grace_s)
+    images = sorted((labeled_dir / "images").glob("*.tif"))
+    set_up(dialog, labeled_dir, epochs=3)
+    dialog.form.val_share.setValue(0)  # no scoring: a quicker first epoch
+    dialog.form.set_source("files")  # picked images; masks/ beside images/ are found
+    dialog.form.set_files(images)
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(dialog.chart.losses) == 1, timeout=RUN_TIMEOUT_MS)
+    assert dialog.is_running()
+    with qtbot.waitSignal(dialog.runEnded, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert "Cancelled" in dialog.result_text.text()
+    out = user_models_dir() / "tuned"
+    assert out.exists() or grace_s is not None
+    if out.exists():  # the best epoch so far, complete and marked partial
+        bundle = load_bundle(out)
+        assert bundle.meta["partial"] and bundle.meta["training"]["epochs_done"] == 1
+        assert bundle.has_onnx
+        assert "marked partial" in dialog.result_text.text()
+        assert "tuned" in [window.run_panel.model.itemText(i)
+                           for i in range(window.run_panel.model.count())]
+    assert leftovers() == []
+
+
+def test_an_empty_mask_is_named_and_nothing_starts(dialog, qtbot, labeled_dir):
+    mask = sorted((labeled_dir / "masks").glob("*.tif"))[1]
+    with rasterio.open(mask, "r+") as ds:
+        ds.write(np.zeros((1, ds.height, ds.width), dtype=ds.dtypes[0]))
+    set_up(dialog, labeled_dir)
+    start_and_wait(qtbot, dialog)
+    assert f"{mask}: labels no field pixel (empty mask)" in error_text(dialog)
+    assert "Nothing was trained" in error_text(dialog)
+    assert dialog.chart.running is None and not dialog.chart.losses
+    assert list(user_models_dir().iterdir()) == []
+
+
+def test_polygons_over_too_little_of_the_open_image_are_named(window, qtbot, sample_crop,
+                                                              tmp_path):
+    with rasterio.open(sample_crop) as src:  # a 10 px square in the corner, in lon/lat
+        x, y = src.transform * (0, 0)
+        size = 10 * src.res[0]
+        square = reproject(np.array([shapely.box(x, y - size, x + size, y)]),
+                           src.crs.to_wkt(), "EPSG:4326")[0]
+    polygons = tmp_path / "corner.geojson"
+    polygons.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": json.loads(shapely.to_geojson(square))}]}))
+    window.open_raster(sample_crop)
+    action(window, "actionFineTune").trigger()
+    dialog = window.findChild(FineTuneDialog)
+    dialog.form.set_source("polygons")
+    assert dialog.form.image.currentData() == str(sample_crop)
+    dialog.form.polygons.setText(str(polygons))
+    start_and_wait(qtbot, dialog)
+    assert f"{polygons}: covers only" in error_text(dialog)
+    assert list(user_models_dir().iterdir()) == []
+
+
+def test_an_existing_name_is_replaced_only_when_confirmed(dialog, labeled_dir, monkeypatch):
+    (user_models_dir() / "tuned").mkdir(parents=True)
+    asked = []
+    monkeypatch.setattr(finetune, "ask", lambda *args: asked.append(args[2]) or False)
+    set_up(dialog, labeled_dir)
+    dialog.start()
+    assert asked and "'tuned' already exists" in asked[0]
+    assert not dialog.is_running()
+
+
+def test_without_torch_it_says_what_to_install(qtbot, monkeypatch):
+    monkeypatch.setattr(finetune, "torch_installed", lambda: False)
+    dialog = FineTuneDialog()
+    qtbot.addWidget(dialog)
+    label = dialog.findChild(QLabel, "torchMissingLabel")
+    assert label is not None and 'pip install "farmseg[torch,gui]"' in label.text()
+    assert not dialog.start_button.isEnabled()
