@@ -94,5 +94,7 @@ def precision_job(bundle: ModelBundle, data_dir: Path, variants: tuple[str, ...]
                               "fp32_val_field_f1": round(scores["fp32"].f1, 4),
                               "accepted": bool(abs(delta) <= F1_TOLERANCE)}
         meta["precision"][precision] = results[precision]
+        if precision == "int8" and not results[precision]["accepted"]:
+            bundle.int8_path.unlink(missing_ok=True)  # never shipped, never picked
     write_meta(bundle.path, meta)
     return results
