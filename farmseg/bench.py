@@ -24,17 +24,18 @@ SAMPLE = app_root() / "resources" / "sample" / "sample.tif"
 
 
 def build_mosaic(target: Path, size: int, sample: Path = SAMPLE) -> Path:
-    """A size x size mosaic of the sample scene (mirrored copies), written by row bands."""
+    """A size x size mosaic of `sample` (mirrored copies, so fields continue across the
+    joins), written by row bands."""
     with rasterio.open(sample) as src:
         tile = src.read()
         crs = src.crs
         x0, y0 = src.transform.c, src.transform.f
         pixel = src.transform.a
-    th, tw = tile.shape[1:]
+    bands, th, tw = tile.shape
     grid = Grid(size, size, from_origin(x0, y0, pixel, pixel), crs)
-    with rasterio.open(target, "w", **raster_profile_for(grid, 3, "uint8")) as out:
+    with rasterio.open(target, "w", **raster_profile_for(grid, bands, "uint8")) as out:
         for row in range(0, size, th):
-            band = np.empty((3, min(th, size - row), size), np.uint8)
+            band = np.empty((bands, min(th, size - row), size), np.uint8)
             for col in range(0, size, tw):
                 piece = tile[:, :, ::-1] if (col // tw) % 2 else tile
                 piece = piece[:, ::-1] if (row // th) % 2 else piece
@@ -99,6 +100,47 @@ def run_baseline(raster: str, model: str, queue) -> None:
                     logits = net(torch.from_numpy(net_in[None]))
                 classes[y:y + h, x:x + w] = logits[0, :, :h, :w].argmax(0).numpy()
     queue.put({"total": time.monotonic() - start, "peak_rss_mb": _peak_rss_mb()})
+
+
+def run_vectorize(prob_path: str, min_px: int, queue) -> None:
+    """Child process: vectorize + clean a probability raster."""
+    from farmseg.fields import CleanSettings, clean_fields
+    from farmseg.jobs import drain
+    from farmseg.vectorize import VectorizeSettings, vectorize_job
+
+    bundle = load_bundle("default")
+    start = time.monotonic()
+    settings = VectorizeSettings(**bundle.thresholds, min_seed_px=min_px // 4,
+                                 min_field_px=min_px // 2)
+    raw = drain(vectorize_job(Path(prob_path), Path(prob_path).parent, settings))
+    middle = time.monotonic()
+    layer = clean_fields(raw, CleanSettings())
+    queue.put({"vectorize": middle - start, "clean": time.monotonic() - middle,
+               "fields": len(layer), "peak_rss_mb": _peak_rss_mb()})
+
+
+def bench_vectorize(size: int = 10240, model: str = "default") -> str:
+    """Vectorize + clean alone, on a mosaic of the sample's probabilities."""
+    work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
+    try:
+        from farmseg.jobs import drain
+        from farmseg.segment import SegmentOptions, segment_job
+
+        probs = work / "sample_probs.tif"
+        drain(segment_job(SegmentOptions(input=SAMPLE, model=model, prob_out=probs,
+                                         work_dir=work)))
+        mosaic = build_mosaic(work / "probs_mosaic.tif", size, probs)
+        result = _child(run_vectorize, str(mosaic), 1000)
+        mpix = size * size / 1e6
+        total = result["vectorize"] + result["clean"]
+        return "\n".join([
+            f"CPU: {describe_cpu()}, {cpu_threads()} threads",
+            f"probabilities: {size} x {size} px ({mpix:.0f} MPix), mosaic of the sample's",
+            f"vectorize {result['vectorize']:.1f} s + clean {result['clean']:.1f} s = "
+            f"{total:.1f} s ({total / mpix * 100:.1f} s per 100 MPix), {result['fields']} "
+            f"fields, peak RSS {result['peak_rss_mb']:.0f} MB"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _child(target, *args) -> dict:

@@ -127,9 +127,13 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from farmseg.bench import bench
+    from farmseg.bench import bench, bench_vectorize
 
-    print(bench(args.size, args.model, args.engine, args.tile, not args.no_baseline), flush=True)
+    if args.vectorize_only:
+        print(bench_vectorize(args.size, args.model), flush=True)
+    else:
+        print(bench(args.size, args.model, args.engine, args.tile, not args.no_baseline),
+              flush=True)
     return 0
 
 
@@ -289,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument("--tile", type=int)
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--vectorize-only", action="store_true",
+                   help="time vectorize + clean alone on a mosaic of the sample's probabilities")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("export-onnx", help="(re)write a bundle's model.onnx from its weights")

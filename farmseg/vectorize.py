@@ -138,7 +138,9 @@ def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) 
                     on_seam = bool(seams & {top, bottom})
                     box = (bottom - top) * (shell[:, 0].max() - shell[:, 0].min())
                     if on_seam or box >= settings.min_field_px:
-                        pieces[int(value)].append((geom["coordinates"], on_seam))
+                        rings = geom["coordinates"]
+                        pieces[int(value)].append((shapely.Polygon(rings[0], rings[1:]),
+                                                   on_seam))
                 yield Progress("vectorize", len(bands) + index + 1, 2 * len(bands),
                                "polygonizing")
     geoms, confidence = [], []
@@ -152,11 +154,11 @@ def vectorize_job(prob_path: Path, work_dir: Path, settings: VectorizeSettings) 
                      np.array(confidence), grid)
 
 
-def _merge_pieces(pieces: list[tuple[list, bool]], min_px: int) -> list:
+def _merge_pieces(pieces: list[tuple[shapely.Polygon, bool]], min_px: int) -> list:
     """One field's polygons: pieces that meet at band seams are unioned; others stay as
     they are (disconnected within their band); parts under `min_px` pixels are dropped."""
-    seam = [shapely.Polygon(c[0], c[1:]) for c, on_seam in pieces if on_seam]
-    parts = [shapely.Polygon(c[0], c[1:]) for c, on_seam in pieces if not on_seam]
+    seam = [piece for piece, on_seam in pieces if on_seam]
+    parts = [piece for piece, on_seam in pieces if not on_seam]
     if len(seam) > 1:
         merged = shapely.union_all(seam)
         parts.extend(getattr(merged, "geoms", [merged]))
