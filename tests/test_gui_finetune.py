@@ -1,5 +1,6 @@
 """Tools > Fine-tune, driven for real (offscreen) from the main window: a 1-epoch run on tiny
-real crops, Cancel, bad labels, an existing name, and an install without torch."""
+real crops, Cancel (honoured, or not and killed), bad labels from a folder, picked files or
+polygons over an open image, an existing name, and an install without torch."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox
 
 from farmseg.bundle import load_bundle, user_models_dir
+from farmseg.errors import InputError
 from farmseg.gui import finetune
 from farmseg.gui.finetune import FineTuneDialog
+from farmseg.gui.finetune_job import FineTuneRequest, Labels, finetune_job
+from farmseg.jobs import drain
 from farmseg.vectors import reproject
 from tests.test_gui import action, isolated_settings, window  # noqa: F401 (fixtures)
 
@@ -33,12 +37,12 @@ def dialog(window, qtbot):  # noqa: F811 (the fixture imported above)
             found.cancel()
 
 
-def set_up(dialog: FineTuneDialog, labeled: Path, epochs: int = 1, name: str = "tuned") -> None:
+def set_up(dialog: FineTuneDialog, labeled: Path, epochs: int = 1) -> None:
     """Tiny but real settings: the folder of labelled crops, 64 px crops, batches of 4."""
     form = dialog.form
     form.set_source("folder")
     form.folder.setText(str(labeled))
-    form.name.setText(name)
+    form.name.setText("tuned")
     form.epochs.setValue(epochs)
     form.crop.setValue(64)
     form.batch.setValue(4)
@@ -83,33 +87,40 @@ def test_fine_tune_shows_curves_scores_and_selects_the_new_model(window, dialog,
     assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
 
-@pytest.mark.parametrize("grace_s", [None, 0.0], ids=["saved", "killed"])
-def test_cancel_keeps_at_most_a_complete_partial_model(window, dialog, qtbot, labeled_dir,
-                                                       monkeypatch, grace_s):
-    """Cancel after the first epoch: the process saves it as a partial model; one that does
-    not stop in time (grace 0 s) is killed, leaving that model complete or absent."""
-    if grace_s is not None:
-        monkeypatch.setattr(finetune, "CANCEL_GRACE_S", grace_s)
-    images = sorted((labeled_dir / "images").glob("*.tif"))
-    set_up(dialog, labeled_dir, epochs=3)
-    dialog.form.val_share.setValue(0)  # no scoring: a quicker first epoch
-    dialog.form.set_source("files")  # picked images; masks/ beside images/ are found
-    dialog.form.set_files(images)
+def cancel_when(qtbot, dialog: FineTuneDialog, ready) -> None:
+    """Start, wait until `ready()`, then click Cancel and wait for the run to end."""
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: len(dialog.chart.losses) == 1, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(ready, timeout=RUN_TIMEOUT_MS)
     assert dialog.is_running()
     with qtbot.waitSignal(dialog.runEnded, timeout=RUN_TIMEOUT_MS):
         qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
     assert "Cancelled" in dialog.result_text.text()
+
+
+def test_cancel_saves_the_best_epoch_as_a_complete_partial_model(window, dialog, qtbot,
+                                                                 labeled_dir):
+    set_up(dialog, labeled_dir, epochs=3)
+    dialog.form.set_source("files")  # picked images; masks/ beside images/ are found
+    dialog.form.set_files(sorted((labeled_dir / "images").glob("*.tif")))
+    cancel_when(qtbot, dialog, lambda: len(dialog.chart.losses) == 1)
+    bundle = load_bundle(user_models_dir() / "tuned")
+    assert bundle.meta["partial"] and bundle.meta["training"]["epochs_done"] == 1
+    assert bundle.has_onnx
+    assert "marked partial" in dialog.result_text.text()
+    model = window.run_panel.model
+    assert "tuned" in [model.itemText(i) for i in range(model.count())]
+    assert leftovers() == []
+
+
+def test_a_process_that_ignores_cancel_is_killed_and_leaves_no_half_written_model(
+        dialog, qtbot, labeled_dir, monkeypatch):
+    monkeypatch.setattr(finetune, "CANCEL_GRACE_S", 0.0)  # kill at once
+    (user_models_dir() / ".tuned.k1ll3d").mkdir()  # as left by a process killed mid-write
+    set_up(dialog, labeled_dir, epochs=3)
+    dialog.form.val_share.setValue(0)  # no scoring: a quicker start
+    cancel_when(qtbot, dialog, lambda: dialog.chart.running is not None)
     out = user_models_dir() / "tuned"
-    assert out.exists() or grace_s is not None
-    if out.exists():  # the best epoch so far, complete and marked partial
-        bundle = load_bundle(out)
-        assert bundle.meta["partial"] and bundle.meta["training"]["epochs_done"] == 1
-        assert bundle.has_onnx
-        assert "marked partial" in dialog.result_text.text()
-        assert "tuned" in [window.run_panel.model.itemText(i)
-                           for i in range(window.run_panel.model.count())]
+    assert not out.exists() or load_bundle(out).meta["partial"]
     assert leftovers() == []
 
 
@@ -133,8 +144,9 @@ def test_polygons_over_too_little_of_the_open_image_are_named(window, qtbot, sam
         square = reproject(np.array([shapely.box(x, y - size, x + size, y)]),
                            src.crs.to_wkt(), "EPSG:4326")[0]
     polygons = tmp_path / "corner.geojson"
-    polygons.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": json.loads(shapely.to_geojson(square))}]}))
+    feature = {"type": "Feature", "properties": {},
+               "geometry": json.loads(shapely.to_geojson(square))}
+    polygons.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
     window.open_raster(sample_crop)
     action(window, "actionFineTune").trigger()
     dialog = window.findChild(FineTuneDialog)
@@ -163,3 +175,21 @@ def test_without_torch_it_says_what_to_install(qtbot, monkeypatch):
     label = dialog.findChild(QLabel, "torchMissingLabel")
     assert label is not None and 'pip install "farmseg[torch,gui]"' in label.text()
     assert not dialog.start_button.isEnabled()
+
+
+def test_bad_picked_files_are_named_by_their_own_path(labeled_dir, tmp_path):
+    """Picked files are linked into a scratch folder; messages name the user's file."""
+    mask = sorted((labeled_dir / "masks").glob("*.tif"))[0]
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    image = (labeled_dir / "images" / mask.name).rename(picked / "tile.tif")
+    own_mask = picked / "tile_mask.tif"
+    with rasterio.open(mask) as src:
+        profile = src.profile
+    with rasterio.open(own_mask, "w", **profile) as out:
+        out.write(np.full((1, profile["height"], profile["width"]), 7, dtype=profile["dtype"]))
+    request = FineTuneRequest(Labels("files", [image, own_mask]), user_models_dir() / "x",
+                              {"base": "default"}, tmp_path / "work")
+    with pytest.raises(InputError) as caught:
+        drain(finetune_job(request))
+    assert str(caught.value).startswith(f"{own_mask}: mask classes must be 0")

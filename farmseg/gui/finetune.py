@@ -245,7 +245,8 @@ class FineTuneDialog(QDialog):
             label.clear()
         self._busy("starting")
         self._set_running(True)
-        LOG.info("fine-tune: %s", command_line(str(request.labels.paths), out, request.options))
+        LOG.info("fine-tune to %s from %s %s with %s", out, request.labels.kind,
+                 [str(path) for path in request.labels.paths], request.options)
         self._job.start()
 
     def cancel(self) -> None:
@@ -267,8 +268,10 @@ class FineTuneDialog(QDialog):
             run.epochs_done = report.done
             extra = report.extra
             self.chart.add_epoch(extra["loss"], extra["val_iou"])
+            if extra["base_val_iou"] is not None:  # known early; the base's F1 comes at the end
+                self.scores.item(0, 0).setText(f"{extra['base_val_iou']:.3f}")
             return
-        if self._job is None or self._job.worker.is_cancelled():
+        if self._job.worker.is_cancelled():  # keep showing "cancelling"
             return
         self.progress.setRange(0, report.total)
         self.progress.setValue(report.done)
@@ -296,7 +299,7 @@ class FineTuneDialog(QDialog):
         self.progress_text.setText(f"Done in {format_clock(self._run.clock.elapsed())}.")
         path = result["bundle"]
         self.result_text.setText(f"Saved as <b>{html.escape(Path(path).name)}</b> in "
-                                 f"{html.escape(path)}; it is now the main window's model.")
+                                 f"{html.escape(path)}; it is now the model in the main window.")
         LOG.info("fine-tuned model written to %s", path)
         self.modelSaved.emit(path, True)
 
@@ -344,8 +347,13 @@ class FineTuneDialog(QDialog):
 
     # ----------------------------------------------------------------- scores
 
+    def _row_names(self) -> tuple[str, str, str]:
+        if self._run is None:
+            return "before", "after", "change"
+        return f"before: {self._run.base_name}", f"after: {self._run.request.out.name}", "change"
+
     def _clear_scores(self) -> None:
-        for row, name in enumerate(("before", "after", "change")):
+        for row, name in enumerate(self._row_names()):
             self.scores.setVerticalHeaderItem(row, QTableWidgetItem(name))
             for col in range(2):
                 self.scores.setItem(row, col, QTableWidgetItem("–"))
@@ -357,11 +365,8 @@ class FineTuneDialog(QDialog):
         after = (result["val_field_iou"], result["val_field_f1"])
         change = tuple(None if a is None or b is None else a - b
                        for a, b in zip(after, before))
-        rows = ((f"before: {self._run.base_name}", before, "{:.3f}"),
-                (f"after: {self._run.request.out.name}", after, "{:.3f}"),
-                ("change", change, "{:+.3f}"))
-        for row, (name, values, fmt) in enumerate(rows):
-            self.scores.setVerticalHeaderItem(row, QTableWidgetItem(name))
+        rows = ((before, "{:.3f}"), (after, "{:.3f}"), (change, "{:+.3f}"))
+        for row, (values, fmt) in enumerate(rows):
             for col, value in enumerate(values):
                 self.scores.setItem(row, col, QTableWidgetItem(
                     "–" if value is None else fmt.format(value)))

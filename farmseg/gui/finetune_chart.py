@@ -4,6 +4,8 @@ epoch."""
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QWidget
@@ -12,6 +14,7 @@ LOSS_COLOUR = QColor("#1f77b4")
 IOU_COLOUR = QColor("#2ca02c")
 MARGINS = (46, 26, 46, 30)  # left, top, right, bottom: room for the axis labels
 MAX_EPOCH_LABELS = 10
+Axis = tuple[float, float]  # the values at the bottom and the top of the plot
 
 
 class TrainingChart(QWidget):
@@ -48,24 +51,24 @@ class TrainingChart(QWidget):
         left, top, right, bottom = MARGINS
         plot = QRectF(self.rect()).adjusted(left, top, -right, -bottom)
         text = self.palette().text().color()
-        loss_top = max(self.losses + [self.running or 0.0]) * 1.15 or 1.0
-        self._draw_axes(painter, plot, text, loss_top)
+        loss_axis = (0.0, max(self.losses + [self.running or 0.0]) * 1.15 or 1.0)
+        self._draw_axes(painter, plot, text, loss_axis, self._iou_axis())
         if not self.losses and self.running is None:
             painter.setPen(text)
             painter.drawText(plot, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                              "Training loss and validation IoU\nappear here, epoch by epoch.")
             return
-        loss_points = [self._point(plot, i + 1, v, loss_top) for i, v in enumerate(self.losses)]
+        loss_points = [self._point(plot, i + 1, v, loss_axis) for i, v in enumerate(self.losses)]
         self._draw_series(painter, loss_points, LOSS_COLOUR)
         if self.running is not None:
             painter.setPen(QPen(LOSS_COLOUR, 1.5, Qt.PenStyle.DotLine))
             painter.setBrush(Qt.BrushStyle.NoBrush)
-            current = self._point(plot, len(self.losses) + 1, self.running, loss_top)
+            current = self._point(plot, len(self.losses) + 1, self.running, loss_axis)
             if loss_points:
                 painter.drawLine(loss_points[-1], current)
             painter.drawEllipse(current, 4, 4)
-        iou_points = [self._point(plot, i + 1, v, 1.0) for i, v in enumerate(self.ious)
-                      if v is not None]
+        iou_points = [self._point(plot, i + 1, v, self._iou_axis())
+                      for i, v in enumerate(self.ious) if v is not None]
         self._draw_series(painter, iou_points, IOU_COLOUR)
         self._draw_legend(painter, plot, text)
 
@@ -73,13 +76,20 @@ class TrainingChart(QWidget):
         """Epochs are columns: epoch k sits in the middle of the k-th."""
         return plot.left() + plot.width() * (epoch - 0.5) / self.epochs
 
-    def _y(self, plot: QRectF, value: float, top_value: float) -> float:
-        return plot.bottom() - plot.height() * min(max(value / top_value, 0.0), 1.0)
+    def _iou_axis(self) -> Axis:
+        """0 to 1, zoomed in to tenths around the values (fine-tuning moves IoU a little)."""
+        known = [v for v in self.ious if v is not None]
+        return (max(0.0, math.floor((min(known) - 0.05) * 10) / 10) if known else 0.0, 1.0)
 
-    def _point(self, plot: QRectF, epoch: float, value: float, top_value: float) -> QPointF:
-        return QPointF(self._x(plot, epoch), self._y(plot, value, top_value))
+    def _y(self, plot: QRectF, value: float, axis: Axis) -> float:
+        low, high = axis
+        return plot.bottom() - plot.height() * min(max((value - low) / (high - low), 0.0), 1.0)
 
-    def _draw_axes(self, painter: QPainter, plot: QRectF, text: QColor, loss_top: float) -> None:
+    def _point(self, plot: QRectF, epoch: float, value: float, axis: Axis) -> QPointF:
+        return QPointF(self._x(plot, epoch), self._y(plot, value, axis))
+
+    def _draw_axes(self, painter: QPainter, plot: QRectF, text: QColor, loss_axis: Axis,
+                   iou_axis: Axis) -> None:
         grid = QColor(text)
         grid.setAlpha(40)
         metrics = painter.fontMetrics()
@@ -90,11 +100,11 @@ class TrainingChart(QWidget):
             painter.setPen(LOSS_COLOUR)
             painter.drawText(QRectF(0, y - 8, plot.left() - 4, 16),
                              Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                             f"{loss_top * i / 4:.2f}")
+                             f"{loss_axis[0] + (loss_axis[1] - loss_axis[0]) * i / 4:.2f}")
             painter.setPen(IOU_COLOUR)
             painter.drawText(QRectF(plot.right() + 4, y - 8, 40, 16),
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             f"{i / 4:.2f}")
+                             f"{iou_axis[0] + (iou_axis[1] - iou_axis[0]) * i / 4:.2f}")
         painter.setPen(text)
         painter.drawRect(plot)
         step = max(1, -(-self.epochs // MAX_EPOCH_LABELS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QHBoxLayout, QLineEdit, QListWidget, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from farmseg.bundle import ModelBundle, bundled_models_dir, list_bundles, resolve_bundle_path
+from farmseg.bundle import (ModelBundle, bundled_models_dir, list_bundles, resolve_bundle_path,
+                            user_models_dir)
 from farmseg.errors import ModelError
 from farmseg.export import VECTOR_FILTER
-from farmseg.gui.dialogs import RASTER_FILTER
 from farmseg.gui.finetune_job import Labels
 
 SOURCES = (("folder", "Training folder (images/ + masks/ or fields/)"),
@@ -36,12 +37,13 @@ def base_argument(bundle: ModelBundle) -> str:
     return bundle.path.name if found.resolve() == bundle.path.resolve() else str(bundle.path)
 
 
-def _browse_row(edit: QLineEdit, pick) -> QWidget:
+def _browse_row(edit: QLineEdit, pick: Callable[[], None]) -> QWidget:
+    """`edit` with a Browse button that calls `pick`."""
     row = QWidget()
     layout = QHBoxLayout(row)
     layout.setContentsMargins(0, 0, 0, 0)
     button = QPushButton("Browse…")
-    button.clicked.connect(lambda: pick())
+    button.clicked.connect(lambda _checked=False: pick())
     layout.addWidget(edit, 1)
     layout.addWidget(button)
     return row
@@ -55,13 +57,13 @@ class FineTuneForm(QWidget):
     def __init__(self, images: list[Path], base: str | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._bundles = list_bundles()
+        bundles = list_bundles()
         self.base = QComboBox(objectName="baseCombo")
-        for bundle in self._bundles:
+        for bundle in bundles:
             self.base.addItem(bundle.name, base_argument(bundle))
             self.base.setItemData(self.base.count() - 1, bundle.describe(),
                                   Qt.ItemDataRole.ToolTipRole)
-        paths = [str(bundle.path) for bundle in self._bundles]
+        paths = [str(bundle.path) for bundle in bundles]
         self.base.setCurrentIndex(paths.index(base) if base in paths
                                   else max(0, self.base.findText("default")))
         self.source = QComboBox(objectName="sourceCombo")
@@ -77,7 +79,7 @@ class FineTuneForm(QWidget):
         self.polygons = QLineEdit(objectName="polygonEdit",
                                   placeholderText="GeoJSON, GeoPackage or Shapefile")
         self._build_pages()
-        self.name = QLineEdit(objectName="nameEdit")
+        self.name = QLineEdit(objectName="nameEdit", toolTip=f"Saved in {user_models_dir()}")
         self.name.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_RE)))
         self.epochs = QSpinBox(objectName="epochsSpin", minimum=1, maximum=500, value=10)
         self.lr = QDoubleSpinBox(objectName="lrSpin", minimum=0.00001, maximum=0.01,
@@ -124,7 +126,7 @@ class FineTuneForm(QWidget):
         self.source.currentIndexChanged.connect(self._show_page)
         self._show_page()
         if self.image.count() == 0:  # no image open in the main window
-            self.source.model().item(2).setEnabled(False)
+            self.source.model().item(self.source.findData("polygons")).setEnabled(False)
 
     def _lay_out(self) -> None:
         form = QFormLayout(self)
