@@ -28,6 +28,16 @@ def _is_mask_name(path: Path) -> bool:
     return any(stem.endswith(f"_{hint}") or stem.endswith(f"-{hint}") for hint in MASK_HINTS)
 
 
+def _image_stem(mask: Path) -> str:
+    """`a--b_mask` -> `a--b`: strip only the mask suffix (names may hold - and _)."""
+    stem = mask.stem
+    for hint in MASK_HINTS:
+        for sep in ("_", "-"):
+            if stem.lower().endswith(f"{sep}{hint}"):
+                return stem[: -len(hint) - 1]
+    return stem
+
+
 def folder_from_files(files: list[Path], target: Path) -> Path:
     """Lay out picked files as a training folder (links, not copies).
 
@@ -38,7 +48,7 @@ def folder_from_files(files: list[Path], target: Path) -> Path:
     files = [Path(f) for f in files]
     rasters = [f for f in files if f.suffix.lower() in RASTER_SUFFIXES]
     vectors = {f.stem: f for f in files if f.suffix.lower() in VECTOR_SUFFIXES}
-    masks = {f.stem.rsplit("_", 1)[0].rsplit("-", 1)[0]: f for f in rasters if _is_mask_name(f)}
+    masks = {_image_stem(f): f for f in rasters if _is_mask_name(f)}
     images = [f for f in rasters if not _is_mask_name(f)]
     if not images:
         raise InputError(files[0] if files else target, "no image among the chosen files")

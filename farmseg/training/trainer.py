@@ -250,7 +250,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     sampler = CropSampler(train, crop, scaling, config.seed)
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     history: list[EpochReport] = []
-    best: dict[str, Any] = {"iou": -1.0, "state": None, "epoch": 0}
+    best: dict[str, Any] = {"iou": -math.inf, "state": None, "epoch": 0}
     postprocess = (base.thresholds if base else {}) or DEFAULT_POSTPROCESS
     base_score = None
     if base is not None and val:
@@ -297,7 +297,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
             "machine": platform.processor() or platform.machine(),
         }
         metrics = dict(meta.get("metrics", {})) if base else {}
-        metrics["val_field_iou"] = round(best["iou"], 4) if best["iou"] >= 0 else None
+        metrics["val_field_iou"] = round(best["iou"], 4) if val and best["state"] is not None else None
         if "f1" in final_score:
             metrics["val_pixel_iou"] = round(final_score["iou"], 4)
             metrics["val_field_f1"] = round(final_score["f1"], 4)
