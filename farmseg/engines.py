@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -80,6 +82,10 @@ def onnxruntime_available() -> bool:
 
 
 def torch_cuda_available() -> bool:
+    """CUDA usable by torch; torch (slow to import, ~0.5 GB) is only imported when an
+    NVIDIA driver is present."""
+    if sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists():
+        return False
     try:
         import torch
     except ImportError:

@@ -40,7 +40,7 @@ class VectorizeSettings:
     field_threshold: float = 0.5  # P(field or boundary) for the field extent
     seed_threshold: float = 0.5  # P(field) for seeds
     boundary_threshold: float = 0.5  # P(boundary) below which a pixel may seed
-    band_rows: int | None = None  # rows per band; None: sized for ~8 MPix bands
+    band_rows: int | None = None  # rows per band; None: sized for ~4 MPix bands
     halo: int = 64
     min_seed_px: int = 0  # drop seed regions smaller than this (noise)
     min_field_px: int = 0  # skip fields with fewer pixels (they fail the minimum area)
@@ -66,7 +66,7 @@ def _masks(probs: np.ndarray, s: VectorizeSettings) -> tuple[np.ndarray, np.ndar
     return extent, seeds & extent
 
 
-def band_rows_for(width: int, target_pixels: int = 8_000_000) -> int:
+def band_rows_for(width: int, target_pixels: int = 4_000_000) -> int:
     """Rows per band so that a band holds about `target_pixels` (memory stays flat)."""
     return int(min(4096, max(256, target_pixels // max(1, width))))
 
