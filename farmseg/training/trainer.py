@@ -27,7 +27,7 @@ from farmseg.jobs import Job, Progress
 from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bundle,
                           save_weights, smp_arch, smp_encoder)
 from farmseg.scaling import (apply_scaling, fixed_scaling, percentile_scaling,
-                             reference_percentiles)
+                             reference_percentiles, stretch_to_reference)
 from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample,
                                       split_validation)
 from farmseg.training.scoring import score_samples
@@ -100,12 +100,15 @@ def pixel_sample(samples: list[Sample], per_image: int = 200_000) -> tuple[np.nd
 
 
 def choose_scaling(samples: list[Sample], base_meta: dict[str, Any] | None) -> dict[str, Any]:
-    """Keep the base model's scaling for data of its dtype; else fixed 0..255 for uint8 or a
-    percentile stretch of this data. Records the training data's percentiles after scaling
+    """Keep the base model's scaling for data of its dtype; other data is stretched to match
+    the base's training data; without a base, fixed 0..255 for uint8 or a percentile stretch. Records the training data's percentiles after scaling
     (`reference`), so other dtypes can later be matched to them."""
     dtype = samples[0].dtype
     if base_meta is not None and base_meta["input"]["dtype"] == dtype:
         scaling = dict(base_meta["scaling"])
+    elif base_meta is not None:  # new kind of data: make it look like the base's data
+        scaling = stretch_to_reference(*pixel_sample(samples),
+                                       base_meta["scaling"].get("reference"))
     elif dtype == "uint8":
         n = samples[0].image.shape[0]
         scaling = fixed_scaling([0.0] * n, [255.0] * n)
@@ -186,6 +189,14 @@ def field_iou(models_probs: list[np.ndarray], samples: list[Sample]) -> float:
     return inter / union if union else 1.0
 
 
+def selection_score(val_f1: float | None, val_iou: float | None, loss: float) -> float:
+    """Which epoch to keep: field F1 on validation (pixel IoU breaks ties); without
+    validation, the lowest training loss."""
+    if val_f1 is None or val_iou is None:
+        return -loss
+    return val_f1 + 0.01 * val_iou
+
+
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
                       weights: torch.Tensor) -> torch.Tensor:
     """Class-weighted cross entropy plus soft Dice over the three classes."""
@@ -260,6 +271,9 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
         model.train()
     base_iou = base_score.pixel_iou if base_score else None
     final_score: dict[str, Any] = {}
+    if base_score is not None:  # the base model is the one to beat: never ship worse
+        best = {"iou": selection_score(base_score.f1, base_score.pixel_iou, 0.0), "epoch": 0,
+                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
     def meta_for(partial: bool) -> dict[str, Any]:
         mean, std = normalization(n_bands)
@@ -348,10 +362,12 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                                f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f}",
                                {"epoch": epoch, "loss": float(np.mean(losses))})
             model.eval()
-            val_iou = None
+            val_iou = val_f1 = None
             if val:
-                val_iou = field_iou([predict_whole(model, s, scaling, device) for s in val], val)
-            score = val_iou if val_iou is not None else -float(np.mean(losses))
+                probs = [predict_whole(model, s, scaling, device) for s in val]
+                val_iou = field_iou(probs, val)
+                val_f1 = score_samples(probs, val, postprocess).f1
+            score = selection_score(val_f1, val_iou, float(np.mean(losses)))
             history.append(EpochReport(epoch, float(np.mean(losses)), val_iou,
                                        time.monotonic() - step_clock))
             step_clock = time.monotonic()
@@ -365,7 +381,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                            f"epoch {epoch}: loss {history[-1].train_loss:.3f}"
                            + (f", val field IoU {val_iou:.3f}" if val_iou is not None else ""),
                            {"epoch": epoch, "loss": history[-1].train_loss, "val_iou": val_iou,
-                            "base_val_iou": base_iou})
+                            "val_f1": val_f1, "base_val_iou": base_iou})
         if val:
             model.load_state_dict(best["state"])
             model.eval()
@@ -380,5 +396,5 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                 "base_val_field_f1": base_score.f1 if base_score else None,
                 "validation": [s.name for s in val], "history": history}
     finally:
-        if not finished and best["state"] is not None:
+        if not finished and history:  # at least one epoch ran: keep the best so far
             write(partial=True)
