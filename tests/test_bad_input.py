@@ -384,3 +384,23 @@ def test_metadata_that_is_not_an_object(tmp_path):
     (folder / "farmseg.json").write_text(json.dumps([1, 2, 3]))
     with pytest.raises(ModelError, match="not a JSON object"):
         load_bundle(folder)
+
+
+def test_cog_is_read_through_its_overviews_for_display(tmp_path, capsys):
+    from farmseg.gui.render import full_window, read_window  # Qt-free display reader
+
+    cog = tmp_path / "scene_cog.tif"
+    with rasterio.open(SAMPLE) as src:
+        profile = src.profile
+        profile.update(driver="COG", compress="deflate", overview_resampling="average")
+        profile.pop("blockxsize", None), profile.pop("blockysize", None), profile.pop("tiled")
+        with rasterio.open(cog, "w", **profile) as dst:
+            dst.write(src.read())
+    assert main(["info", str(cog)]) == 0
+    assert "overviews:  [2" in capsys.readouterr().out
+    with RasterSource(cog) as src:
+        shown, valid = read_window(src.dataset, (1, 2, 3), full_window(src.dataset), (512, 512))
+    with rasterio.open(cog, overview_level=0) as level:  # the x2 overview (averaged pixels)
+        assert level.width == 512
+        assert np.array_equal(shown, level.read())  # plain decimation would differ
+    assert valid.all()
