@@ -1,5 +1,7 @@
 """Console entry point: kept tiny so Ctrl-C during start-up exits 130 cleanly."""
 
+import os
+import signal
 import sys
 
 
@@ -14,4 +16,13 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("farmseg: cancelled\n")
         code = 130
+    # The work is done or cleaned up: a Ctrl-C during interpreter shutdown must not turn
+    # the exit status into "killed by SIGINT".
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code == 130:
+        # After an interrupt CPython may still report death by SIGINT at finalization;
+        # everything is cleaned up already, so leave with exactly 130.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     sys.exit(code)
