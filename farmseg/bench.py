@@ -102,16 +102,15 @@ def run_baseline(raster: str, model: str, queue) -> None:
     queue.put({"total": time.monotonic() - start, "peak_rss_mb": _peak_rss_mb()})
 
 
-def run_vectorize(prob_path: str, min_px: int, queue) -> None:
-    """Child process: vectorize + clean a probability raster."""
+def run_vectorize(prob_path: str, model: str, queue) -> None:
+    """Child process: vectorize + clean a probability raster, with `segment`'s settings."""
     from farmseg.fields import CleanSettings, clean_fields
     from farmseg.jobs import drain
-    from farmseg.vectorize import VectorizeSettings, vectorize_job
+    from farmseg.segment import SegmentOptions, vectorize_settings
+    from farmseg.vectorize import vectorize_job
 
-    bundle = load_bundle("default")
     start = time.monotonic()
-    settings = VectorizeSettings(**bundle.thresholds, min_seed_px=min_px // 4,
-                                 min_field_px=min_px // 2)
+    settings = vectorize_settings(SegmentOptions(input=Path(prob_path)), load_bundle(model))
     raw = drain(vectorize_job(Path(prob_path), Path(prob_path).parent, settings))
     middle = time.monotonic()
     layer = clean_fields(raw, CleanSettings())
@@ -130,7 +129,7 @@ def bench_vectorize(size: int = 10240, model: str = "default") -> str:
         drain(segment_job(SegmentOptions(input=SAMPLE, model=model, prob_out=probs,
                                          work_dir=work)))
         mosaic = build_mosaic(work / "probs_mosaic.tif", size, probs)
-        result = _child(run_vectorize, str(mosaic), 1000)
+        result = _child(run_vectorize, str(mosaic), model)
         mpix = size * size / 1e6
         total = result["vectorize"] + result["clean"]
         return "\n".join([

@@ -12,7 +12,7 @@ from pyproj import CRS
 from rasterio.transform import from_origin
 
 from farmseg.cli import main
-from farmseg.evaluate import Score, score_instances
+from farmseg.evaluate import score_instances
 from farmseg.fields import CleanSettings, clean_fields
 from farmseg.jobs import drain
 from farmseg.measure import areas_perimeters_m

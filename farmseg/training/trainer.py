@@ -149,10 +149,7 @@ class CropSampler:
             images.append(net)
             masks.append(msk)
         batch = np.stack(images).astype(np.float32)
-        mean = np.asarray(IMAGENET_MEAN[: batch.shape[1]] + [0.5] * max(0, batch.shape[1] - 3),
-                          np.float32)
-        std = np.asarray(IMAGENET_STD[: batch.shape[1]] + [0.25] * max(0, batch.shape[1] - 3),
-                         np.float32)
+        mean, std = (np.asarray(v, np.float32) for v in normalization(batch.shape[1]))
         batch = (batch - mean[None, :, None, None]) / std[None, :, None, None]
         return batch, np.stack(masks)
 
