@@ -6,8 +6,7 @@ import numpy as np
 import torch
 
 from farmseg.bundle import ModelBundle
-from farmseg.cpu import has_native_bf16
-from farmseg.engines import cpu_threads
+from farmseg.engines import bf16_is_fast_and_accepted, cpu_threads
 from farmseg.errors import UsageError
 from farmseg.nets import network_from_bundle
 
@@ -40,8 +39,8 @@ class TorchPredictor:
             if self.device.type != "cuda":
                 raise UsageError(None, "--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
             return torch.float16
-        accepted = bundle.meta.get("precision", {}).get("bf16", {}).get("accepted")
-        if precision == "auto" and self.device.type == "cpu" and accepted and has_native_bf16():
+        if (precision == "auto" and self.device.type == "cpu"
+                and bf16_is_fast_and_accepted(bundle)):
             return torch.bfloat16
         return None
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyogrio
+import pytest
 
 from tests.conftest import ROOT
 
@@ -64,7 +65,8 @@ def test_torch_and_onnx_engines_give_the_same_fields(tmp_path, sample_crop):
     for engine in ("torch", "onnx"):
         out = tmp_path / f"{engine}.gpkg"
         assert main(["segment", str(sample_crop), "-o", str(out), "--engine", engine,
-                     "--prob", str(tmp_path / f"{engine}.tif"), "-q"]) == 0
+                     "--precision", "fp32", "--prob", str(tmp_path / f"{engine}.tif"),
+                     "-q"]) == 0
         counts.append(pyogrio.read_info(out)["features"])
     import rasterio
 
@@ -95,3 +97,16 @@ def test_training_without_torch_says_what_to_install(tmp_path, labeled_dir):
     done = _python(code, tmp_path, block_torch=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "pip install 'farmseg[torch]'" in done.stderr
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "torch/cpu/bfloat16"),
+                                                   (False, "onnx/cpu/fp32")])
+def test_auto_engine_follows_the_cpu_features(monkeypatch, native_bf16, expected):
+    """On CPUs with native bf16 the accepted bf16 torch path is chosen; elsewhere ONNX fp32."""
+    from farmseg import cpu, engines
+    from farmseg.bundle import load_bundle
+
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(engines, "torch_cuda_available", lambda: False)
+    predictor = engines.make_predictor(load_bundle("default"))
+    assert predictor.name == expected
