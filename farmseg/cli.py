@@ -25,7 +25,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          encoder=args.encoder, epochs=args.epochs, tile=args.tile,
                          batch=args.batch, lr=args.lr, val_fraction=args.val_fraction,
                          freeze_encoder=args.freeze_encoder, device=args.device,
-                         seed=args.seed, resume=args.resume, checkpoint=args.checkpoint)
+                         precision=args.precision, seed=args.seed, resume=args.resume, checkpoint=args.checkpoint)
     bar = ProgressBar(args.quiet)
 
     def report(progress) -> None:
@@ -223,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--freeze-encoder", action="store_true")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast on CPUs with native bf16 (AVX-512 BF16/AMX)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true",
                    help="continue from the weights in --out (optimizer state is not kept)")

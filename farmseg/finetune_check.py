@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pixel", type=int, default=5, help="metres per pixel")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--tile", type=int, default=128)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args(argv)
     from farmseg.jobs import run_job
     from farmseg.training.trainer import TrainConfig, train_job
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         config = TrainConfig(data=str(paths["train"]), out=str(Path(tmp) / "tuned"),
                              base=args.base, epochs=args.epochs, tile=args.tile, batch=8,
-                             lr=1e-3, command=" ".join(sys.argv))
+                             lr=1e-3, precision=args.precision, command=" ".join(sys.argv))
         run_job(train_job(config))
         minutes = (time.monotonic() - start) / 60
         after = _east_f1(str(Path(tmp) / "tuned"), paths)

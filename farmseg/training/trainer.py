@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from farmseg import __version__
 from farmseg.bundle import (CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, SCHEMA_VERSION,
                             WEIGHTS_NAME, load_bundle, write_bundle_atomically, write_meta)
-from farmseg.errors import InputError
+from farmseg.errors import InputError, UsageError
 from farmseg.jobs import Job, Progress
 from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bundle,
                           save_weights, smp_arch, smp_encoder)
@@ -34,6 +34,7 @@ from farmseg.training.scoring import score_samples
 
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
 DEFAULT_POSTPROCESS = {"field_threshold": 0.5, "seed_threshold": 0.5, "boundary_threshold": 0.5}
+MIN_STEPS_PER_EPOCH = 16  # a few small tiles would otherwise make an epoch 1-2 steps long
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     freeze_encoder: bool = False
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CPUs with native bf16, else fp32
     seed: int = 0
     resume: bool = False
     checkpoint: bool = False  # also write the best epoch (marked partial) as training goes
@@ -85,6 +87,18 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError(None, "--device cuda: no CUDA GPU is available")
     return torch.device(name)
+
+
+def training_autocast(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 autocast on CPUs with native bf16 (auto or asked for), else None (fp32)."""
+    from farmseg.cpu import has_native_bf16
+
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(None, f"unknown training precision '{precision}' (auto, fp32, bf16)")
+    if precision == "bf16" or (precision == "auto" and device.type == "cpu"
+                               and has_native_bf16()):
+        return torch.bfloat16
+    return None
 
 
 def pixel_sample(samples: list[Sample], per_image: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +266,8 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
     train_pixels = sum(int(s.valid.sum()) for s in train)
-    steps = max(1, math.ceil(train_pixels / crop ** 2 / config.batch))
+    steps = max(MIN_STEPS_PER_EPOCH, math.ceil(train_pixels / crop ** 2 / config.batch))
+    autocast = training_autocast(device, config.precision)
     total_steps = steps * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
     sampler = CropSampler(train, crop, scaling, config.seed)
@@ -349,7 +364,9 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(masks).to(device)
-                loss = segmentation_loss(model(x), y, weights)
+                with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                    logits = model(x)
+                loss = segmentation_loss(logits.float(), y, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
