@@ -1,4 +1,4 @@
-"""Message boxes and file dialogs: errors with details, questions, About, the export target."""
+"""Message boxes and file dialogs: errors with details, questions, About, save targets."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from farmseg.gui.logs import LOG, recent_log
 
 RASTER_FILTER = ("GeoTIFF (*.tif *.tiff *.TIF *.TIFF);;"
                  "Rasters (*.tif *.tiff *.vrt *.img *.jp2);;All files (*)")
+VECTOR_SUFFIXES = (".geojson", ".json", ".shp", ".gpkg", ".kml")  # opened as vector layers
+POLYGON_FILTER = (f"Polygons ({' '.join('*' + suffix for suffix in VECTOR_SUFFIXES)});;"
+                  "All files (*)")
+REPORT_FILTER = "HTML (*.html);;Markdown (*.md);;JSON (*.json)"
 
 
 def show_error(parent: QWidget | None, reason: str, details: str = "") -> QMessageBox:
@@ -75,26 +79,29 @@ def show_about(parent: QWidget, bundle: ModelBundle | None) -> None:
 
 
 def _suffix_of(filter_text: str) -> str:
-    """'GeoPackage (*.gpkg)' -> '.gpkg'."""
+    """'GeoPackage (*.gpkg)' -> '.gpkg'; '' without one."""
     found = re.search(r"\*(\.\w+)", filter_text)
-    return found.group(1) if found else ".gpkg"
+    return found.group(1) if found else ""
 
 
-def export_target(parent: QWidget, suggestion: Path) -> Path | None:
-    """Ask where to export: the format comes from the suffix, else from the chosen filter;
-    an existing file is only replaced after asking."""
-    suffixes = {_suffix_of(f) for f in VECTOR_FILTER.split(";;")}
-    chosen = next((f for f in VECTOR_FILTER.split(";;") if _suffix_of(f) == suggestion.suffix),
-                  "")
+def save_target(parent: QWidget, title: str, suggestion: Path, filters: str) -> Path | None:
+    """Ask where to save: the format comes from the suffix, else from the chosen filter
+    (else the suggestion's); an existing file is only replaced after asking."""
+    suffixes = {_suffix_of(f) for f in filters.split(";;")}
+    chosen = next((f for f in filters.split(";;") if _suffix_of(f) == suggestion.suffix), "")
     name, selected = QFileDialog.getSaveFileName(
-        parent, "Export fields", str(suggestion), VECTOR_FILTER, chosen,
-        QFileDialog.Option.DontConfirmOverwrite)
+        parent, title, str(suggestion), filters, chosen, QFileDialog.Option.DontConfirmOverwrite)
     if not name:
         return None
     target = Path(name)
     if target.suffix.lower() not in suffixes:
-        target = target.with_name(target.name + _suffix_of(selected or chosen))
-    if target.exists() and not ask(parent, "Export fields",
-                                   f"{target.name} already exists. Replace it?"):
+        target = target.with_name(target.name + (_suffix_of(selected or chosen)
+                                                 or suggestion.suffix))
+    if target.exists() and not ask(parent, title, f"{target.name} already exists. Replace it?"):
         return None
     return target
+
+
+def export_target(parent: QWidget, suggestion: Path) -> Path | None:
+    """Ask where to export fields (see save_target)."""
+    return save_target(parent, "Export fields", suggestion, VECTOR_FILTER)

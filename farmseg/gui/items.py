@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QGraphicsItem, QGraphicsObject, QGraphicsPathItem
 from farmseg.gui.render import Style
 
 FIELD_COLOR = QColor(255, 221, 0)
+POLYGON_COLOR = QColor(90, 170, 255)  # outlines of vector layers (reference fields)
 SELECTED_COLOR = QColor(0, 229, 255)
 FIELD_CHUNK = 400  # field items added per event-loop turn, so big results never freeze
 
@@ -86,13 +87,15 @@ class RasterItem(QGraphicsItem):
 class FieldShape(QGraphicsPathItem):
     """One field outline; `index` is its row in the field layer."""
 
-    def __init__(self, path: QPainterPath, index: int, parent: QGraphicsItem) -> None:
+    def __init__(self, path: QPainterPath, index: int, parent: QGraphicsItem,
+                 color: QColor = FIELD_COLOR) -> None:
         super().__init__(path, parent)
         self.index = index
+        self.color = color
         self.set_selected(False)
 
     def set_selected(self, selected: bool) -> None:
-        pen = QPen(SELECTED_COLOR if selected else FIELD_COLOR, 3.0 if selected else 1.5)
+        pen = QPen(SELECTED_COLOR if selected else self.color, 3.0 if selected else 1.5)
         pen.setCosmetic(True)
         self.setPen(pen)
         fill = QColor(SELECTED_COLOR)
@@ -102,12 +105,16 @@ class FieldShape(QGraphicsPathItem):
 
 
 class FieldsItem(QGraphicsObject):
-    """Parent of one FieldShape per field; children are added a chunk per event-loop turn."""
+    """Parent of one FieldShape per field (outlined in `color`); children are added a chunk
+    per event-loop turn."""
 
-    def __init__(self, paths: list[QPainterPath], bounds: QRectF) -> None:
+    def __init__(self, paths: list[QPainterPath], bounds: QRectF,
+                 color: QColor = FIELD_COLOR) -> None:
         super().__init__()
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
         self._bounds = bounds
+        self.color = color
+        self.count = len(paths)
         self._pending = list(enumerate(paths))
         self.shapes: list[FieldShape] = []
         self._selected: FieldShape | None = None
@@ -129,7 +136,7 @@ class FieldsItem(QGraphicsObject):
 
     def _add_chunk(self) -> None:
         chunk, self._pending = self._pending[:FIELD_CHUNK], self._pending[FIELD_CHUNK:]
-        self.shapes.extend(FieldShape(path, index, self) for index, path in chunk)
+        self.shapes.extend(FieldShape(path, index, self, self.color) for index, path in chunk)
         if not self._pending:
             self._timer.stop()
 

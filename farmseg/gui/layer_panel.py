@@ -21,6 +21,7 @@ class LayerPanel(QWidget):
         self._tree.setObjectName("layerTree")
         self._tree.setHeaderHidden(True)
         self._tree.setRootIsDecorated(False)
+        self._tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep "(kind, count)"
         self._tree.itemChanged.connect(self._on_item_changed)
         self._tree.currentItemChanged.connect(self._on_current_changed)
         self._opacity = QSlider(Qt.Orientation.Horizontal)

@@ -7,17 +7,22 @@ from pathlib import Path
 
 import rasterio
 from pyproj import CRS
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QImage, QPainterPath, QPixmap, QTransform
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem
 
+from farmseg.errors import FarmsegError, InputError
 from farmseg.fields import FieldLayer
-from farmseg.gui.convert import scene_transform, to_qimage
-from farmseg.gui.items import FieldsItem, RasterItem
-from farmseg.gui.render import PROBABILITY_STYLE, Style, overview_rgba
+from farmseg.gui.convert import polygon_path, scene_bounds, scene_transform, to_qimage
+from farmseg.gui.items import POLYGON_COLOR, FieldsItem, RasterItem
+from farmseg.gui.render import DISPLAY_CAP, PROBABILITY_STYLE, Style, overview_rgba
+from farmseg.gui.tasks import describe
 from farmseg.gui.worker import JobOutcome
-from farmseg.raster import RasterSource
+from farmseg.raster import Grid, RasterSource
+from farmseg.vectors import read_polygons, reproject
 
-KIND_LABELS = {"image": "image", "probability": "field probability", "fields": "fields"}
+KIND_LABELS = {"image": "image", "probability": "field probability", "fields": "fields",
+               "vector": "polygons", "matches": "matches"}
 
 
 @dataclass(eq=False)
@@ -25,17 +30,18 @@ class Layer:
     """One entry of the layer panel and the graphics item that draws it."""
 
     name: str
-    kind: str  # "image", "probability" or "fields"
+    kind: str  # "image", "probability", "fields", "vector" or "matches"
     item: QGraphicsItem
-    source: Path  # the image the layer shows or was computed from
+    source: Path  # the image (or vector file) the layer shows or was computed from
     crs: CRS | None
     pixel_size: float  # map units per pixel
     fields: FieldLayer | None = None
     job_dir: Path | None = None  # temporary files behind a result layer
+    grid: Path | None = None  # a raster on the pixel grid the fields were computed on
 
     @property
     def title(self) -> str:
-        count = f", {len(self.fields)}" if self.fields is not None else ""
+        count = f", {self.item.count}" if isinstance(self.item, FieldsItem) else ""
         return f"{self.name} ({KIND_LABELS[self.kind]}{count})"
 
 
@@ -64,4 +70,52 @@ def result_layers(outcome: JobOutcome, image: Layer) -> tuple[Layer, Layer]:
     common = {"name": image.name, "source": image.source, "crs": image.crs,
               "pixel_size": image.pixel_size, "job_dir": outcome.job_dir}
     return (Layer(kind="probability", item=prob_item, **common),
-            Layer(kind="fields", item=fields_item, fields=outcome.result.layer, **common))
+            Layer(kind="fields", item=fields_item, fields=outcome.result.layer,
+                  grid=outcome.prob_path, **common))
+
+
+@dataclass
+class Outlines:
+    """The polygons of a vector file, ready to draw."""
+
+    paths: list[QPainterPath]  # scene coordinates
+    bounds: QRectF
+    crs: CRS | None
+
+
+def _outlines(path: Path, map_crs: CRS | None, y_sign: float) -> Outlines:
+    geoms, crs = read_polygons(path)
+    if len(geoms) == 0:
+        raise InputError(path, "no polygons in this file")
+    geoms = reproject(geoms, crs, map_crs)
+    crs = map_crs if map_crs is not None else CRS.from_user_input(crs) if crs else None
+    return Outlines([polygon_path(g, y_sign) for g in geoms], scene_bounds(geoms, y_sign), crs)
+
+
+def read_outlines(path: Path, map_crs: CRS | None, y_sign: float) -> Outlines:
+    """Polygons of a vector file in the map's CRS (its own when the map has none); any
+    thread. Every failure is an InputError naming the file."""
+    try:
+        return _outlines(path, map_crs, y_sign)
+    except FarmsegError:
+        raise
+    except Exception as exc:  # a CRS pyproj cannot use, a geometry GEOS rejects, ...
+        raise InputError(path, f"cannot display ({describe(exc)})") from exc
+
+
+def vector_layer(path: Path, outlines: Outlines, like: Layer | None) -> Layer:
+    """A layer of polygon outlines. Its pixel size, which bounds zooming, is that of layer
+    `like` (the map's), else a fine fraction of its extent."""
+    extent = max(outlines.bounds.width(), outlines.bounds.height())
+    pixel = like.pixel_size if like is not None else extent / DISPLAY_CAP or 1.0
+    item = FieldsItem(outlines.paths, outlines.bounds, POLYGON_COLOR)
+    return Layer(path.name, "vector", item, path, outlines.crs, pixel)
+
+
+def picture_layer(name: str, picture: QImage, grid: Grid, like: Layer, y_sign: float) -> Layer:
+    """A "matches" layer: `picture` stretched over `grid`, in the CRS of layer `like`."""
+    item = QGraphicsPixmapItem(QPixmap.fromImage(picture))
+    scale = QTransform.fromScale(grid.width / picture.width(), grid.height / picture.height())
+    item.setTransform(scale * scene_transform(grid.transform, y_sign))
+    pixel = grid.pixel_size[0] * grid.width / picture.width()
+    return Layer(name, "matches", item, like.source, like.crs, pixel)

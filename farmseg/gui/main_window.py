@@ -20,12 +20,14 @@ from farmseg.errors import FarmsegError
 from farmseg.export import write_fields
 from farmseg.gui.detail import DetailLoader
 from farmseg.gui.devices import batch_for, gpu_name
-from farmseg.gui.dialogs import (RASTER_FILTER, ask, export_target, show_about,
-                                 show_error)
+from farmseg.gui.dialogs import (POLYGON_FILTER, RASTER_FILTER, VECTOR_SUFFIXES, ask,
+                                 export_target, show_about, show_error)
+from farmseg.gui.evaluation import EvaluateDialog, Scored, can_evaluate
 from farmseg.gui.finetune import FineTuneDialog
 from farmseg.gui.items import FieldShape
 from farmseg.gui.layer_panel import LayerPanel
-from farmseg.gui.layers import Layer, image_layer, load_preview, result_layers
+from farmseg.gui.layers import (Layer, Outlines, image_layer, load_preview, picture_layer,
+                                read_outlines, result_layers, vector_layer)
 from farmseg.gui.logs import setup_logging
 from farmseg.gui.map_view import MapView
 from farmseg.gui.panels import FieldInfo, RunPanel
@@ -41,6 +43,7 @@ from farmseg.segment import SegmentOptions
 LOG = logging.getLogger("farmseg.gui")
 ICON = app_root() / "resources" / "farmseg.svg"
 PROBABILITY_OPACITY = 0.35
+MATCHES_OPACITY = 0.6
 
 
 class MainWindow(QMainWindow):
@@ -100,6 +103,9 @@ class MainWindow(QMainWindow):
         pix = QStyle.StandardPixmap
         self.actionOpen = self._action("actionOpen", "&Open…", self.open_dialog, "Ctrl+O",
                                        pix.SP_DialogOpenButton, "Open GeoTIFF images as layers")
+        self.actionAddVector = self._action(
+            "actionAddVector", "Add &vector layer…", self.add_vector_dialog, "Ctrl+Shift+O",
+            tip="Show polygons (GeoJSON, Shapefile, GeoPackage, KML), e.g. reference fields")
         self.actionSegment = self._action("actionSegment", "&Segment", self.segment, "Ctrl+R",
                                           pix.SP_MediaPlay, "Find the fields in the image")
         self.actionCancel = self._action("actionCancel", "&Cancel", self.cancel, "Esc",
@@ -109,6 +115,9 @@ class MainWindow(QMainWindow):
                                          "Save the fields as GeoJSON, Shapefile, GeoPackage or KML")
         self.actionFineTune = self._action("actionFineTune", "&Fine-tune…", self.fine_tune,
                                            tip="Train a model further on your own fields")
+        self.actionEvaluate = self._action(
+            "actionEvaluate", "&Evaluate against reference…", self.evaluate,
+            tip="Score fields against reference polygons added as a vector layer")
         self.actionZoomLayer = self._action("actionZoomLayer", "&Zoom to layer",
                                             self.zoom_to_layer, "Ctrl+0",
                                             pix.SP_FileDialogContentsView,
@@ -147,6 +156,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         menu = bar.addMenu("&File")
         menu.addAction(self.actionOpen)
+        menu.addAction(self.actionAddVector)
         self._recent_menu = menu.addMenu("Open &Recent")
         self._recent_menu.aboutToShow.connect(self._fill_recent_menu)
         menu.addSeparator()
@@ -162,7 +172,9 @@ class MainWindow(QMainWindow):
         menu = bar.addMenu("&Run")
         menu.addAction(self.actionSegment)
         menu.addAction(self.actionCancel)
-        bar.addMenu("&Tools").addAction(self.actionFineTune)
+        menu = bar.addMenu("&Tools")
+        menu.addAction(self.actionEvaluate)
+        menu.addAction(self.actionFineTune)
         bar.addMenu("&Help").addAction(self.actionAbout)
 
     def _connect(self) -> None:
@@ -176,7 +188,7 @@ class MainWindow(QMainWindow):
     def _fill_recent_menu(self) -> None:
         self._recent_menu.clear()
         for path in self.prefs.recent_files:
-            self._recent_menu.addAction(path, lambda p=path: self.open_raster(p))
+            self._recent_menu.addAction(path, lambda p=path: self.open_file(p))
         if not self._recent_menu.isEmpty():
             self._recent_menu.addSeparator()
         self._recent_menu.addAction("Clear list", self.prefs.clear_recent)
@@ -223,6 +235,13 @@ class MainWindow(QMainWindow):
         for name in names:
             self.open_raster(name)
 
+    def open_file(self, path: str | Path) -> None:
+        """Open a raster, or add a vector file (by its suffix)."""
+        if Path(path).suffix.lower() in VECTOR_SUFFIXES:
+            self.add_vector(path)
+        else:
+            self.open_raster(path)
+
     def open_raster(self, path: str | Path) -> Layer | None:
         """Open a raster as the top layer; on failure show why and return None."""
         path = Path(path)
@@ -246,21 +265,47 @@ class MainWindow(QMainWindow):
             return None
         finally:
             QApplication.restoreOverrideCursor()
-        first = not self.layers()
-        self._add_layer(layer)
-        if first:
-            self.zoom_to_layer()
+        if not quick:
+            summary += "; reading a preview (add overviews to open it faster)"
+        self._add_opened(layer, summary)
         if not quick:  # a big raster without overviews: decimate it in the background
             run_in_background(lambda: load_preview(path),
                               lambda preview: self._on_preview(layer, preview),
                               lambda error: show_error(self, f"{path}: cannot display "
                                                              f"({error[0]})", error[1]))
-            summary += "; reading a preview (add overviews to open it faster)"
-        self.prefs.add_recent(path)
-        self.prefs.last_folder = str(path.parent)
-        LOG.info("opened %s (%s)", path, summary)
-        self.statusBar().showMessage(f"Opened {path.name}: {summary}", 8000)
         return layer
+
+    def add_vector_dialog(self) -> None:
+        names, _ = QFileDialog.getOpenFileNames(self, "Add vector layers",
+                                                self.prefs.last_folder, POLYGON_FILTER)
+        for name in names:
+            self.add_vector(name)
+
+    def add_vector(self, path: str | Path) -> None:
+        """Add the polygons of a vector file as an outline layer, in the map's CRS (read in
+        the background); on failure show why."""
+        path = Path(path)
+        like = self._current_image() or next(reversed(self.layers()), None)
+        crs, sign = (like.crs if like else None), self.view.y_sign
+        self.statusBar().showMessage(f"Reading {path.name}…")
+        run_in_background(lambda: read_outlines(path, crs, sign),
+                          lambda outlines: self._on_outlines(path, outlines, like),
+                          lambda error: show_error(self, *error))
+
+    def _on_outlines(self, path: Path, outlines: Outlines, like: Layer | None) -> None:
+        layer = vector_layer(path, outlines, like)
+        self._add_opened(layer, f"{layer.item.count} polygons")
+
+    def _add_opened(self, layer: Layer, summary: str) -> None:
+        """Add a layer read from a file; zoom to it if it is the first; remember the file."""
+        first = not self.layers()
+        self._add_layer(layer)
+        if first:
+            self.zoom_to_layer()
+        self.prefs.add_recent(layer.source)
+        self.prefs.last_folder = str(layer.source.parent)
+        LOG.info("opened %s (%s)", layer.source, summary)
+        self.statusBar().showMessage(f"Opened {layer.source.name}: {summary}", 8000)
 
     def _on_preview(self, layer: Layer, preview: tuple[Style, QImage]) -> None:
         if layer in self.layers():
@@ -321,14 +366,15 @@ class MainWindow(QMainWindow):
 
     def _on_map_clicked(self, scene: QPointF) -> None:
         """Select the field under the click and show its attributes."""
+        fields = [layer for layer in self.layers() if layer.kind == "fields"]
         shape = next((item for item in self.view.scene().items(scene)
-                      if isinstance(item, FieldShape)), None)
-        for layer in self.layers():
-            if layer.kind == "fields":
-                mine = shape if shape is not None and shape.parentItem() is layer.item else None
-                layer.item.select(mine)
-                if mine is not None:
-                    self.field_info.show_field(layer.fields, mine.index)
+                      if isinstance(item, FieldShape)
+                      and any(item.parentItem() is layer.item for layer in fields)), None)
+        for layer in fields:
+            mine = shape if shape is not None and shape.parentItem() is layer.item else None
+            layer.item.select(mine)
+            if mine is not None:
+                self.field_info.show_field(layer.fields, mine.index)
         if shape is None:
             self.field_info.show_field(None, None)
 
@@ -339,7 +385,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         for url in event.mimeData().urls():
             if url.isLocalFile():
-                self.open_raster(url.toLocalFile())
+                self.open_file(url.toLocalFile())
         event.acceptProposedAction()
 
     # ----------------------------------------------------------------- segmentation
@@ -435,6 +481,7 @@ class MainWindow(QMainWindow):
         self.actionCancel.setEnabled(self._job is not None)
         self.actionExport.setEnabled("fields" in kinds)
         self.actionZoomLayer.setEnabled(bool(kinds))
+        self.actionEvaluate.setEnabled(can_evaluate(self.layers()))
 
     # ----------------------------------------------------------------- export, dialogs
 
@@ -473,6 +520,28 @@ class MainWindow(QMainWindow):
             lambda path, complete: self.run_panel.reload_models(path if complete else None))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
+
+    def evaluate(self) -> None:
+        """Open the dialog that scores a field layer against a reference vector layer."""
+        dialog = EvaluateDialog(self, self.layers(), self._current_image(), self.work_dir,
+                                Path(self.prefs.last_folder))
+        dialog.evaluated.connect(self._show_matches)
+        dialog.reportSaved.connect(self._on_report_saved)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    def _show_matches(self, scored: Scored) -> None:
+        """Put an evaluation's match map on the map, in place of an older one of the pair."""
+        for old in [layer for layer in self.layers()
+                    if layer.kind == "matches" and layer.name == scored.title]:
+            self.remove_layer(old)
+        self._add_layer(picture_layer(scored.title, scored.matches, scored.evaluation.grid,
+                                      scored.pred, self.view.y_sign), MATCHES_OPACITY)
+        LOG.info("%s: %s", scored.title, scored.evaluation.score.summary())
+
+    def _on_report_saved(self, path: Path) -> None:
+        self.prefs.last_folder = str(path.parent)
+        LOG.info("accuracy report written to %s", path)
 
     def about(self) -> None:
         show_about(self, self.run_panel.current_bundle())

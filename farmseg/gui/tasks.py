@@ -1,12 +1,13 @@
-"""Run a short function on Qt's thread pool and get its result back on the GUI thread."""
+"""Run a short function on a worker thread and get its result back on the GUI thread."""
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from farmseg.errors import FarmsegError
 
@@ -20,7 +21,7 @@ def describe(exc: BaseException) -> str:
 
 
 class _Relay(QObject):
-    """Lives on the GUI thread; signals emitted from pool threads are queued to it."""
+    """Lives on the GUI thread; signals emitted from worker threads are queued to it."""
 
     deliver = Signal(object, object)
 
@@ -34,28 +35,27 @@ class _Relay(QObject):
 
 
 _relay: _Relay | None = None
+# Python threads, not QThreadPool's: the binding gives a pool thread a new Python thread state
+# for each task, and pyproj 3.7 keeps its per-thread PROJ context in both thread-local storage
+# of the OS thread and of the thread state, so its second use on a pool thread can crash.
+_pool = ThreadPoolExecutor(thread_name_prefix="farmseg-task")
 
 
-class _Task(QRunnable):
-    def __init__(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
-                 on_error: Callable[[tuple[str, str]], None], relay: _Relay) -> None:
-        super().__init__()
-        self._fn, self._on_done, self._on_error, self._relay = fn, on_done, on_error, relay
-
-    def run(self) -> None:
-        try:
-            value = self._fn()
-        except Exception as exc:  # reported to the caller, never lost in the pool
-            self._relay.deliver.emit(self._on_error, (describe(exc), traceback.format_exc()))
-        else:
-            self._relay.deliver.emit(self._on_done, value)
+def _run(fn: Callable[[], Any], on_done: Callable[[Any], None],
+         on_error: Callable[[tuple[str, str]], None], relay: _Relay) -> None:
+    try:
+        value = fn()
+    except Exception as exc:  # reported to the caller, never lost in the pool
+        relay.deliver.emit(on_error, (describe(exc), traceback.format_exc()))
+    else:
+        relay.deliver.emit(on_done, value)
 
 
 def run_in_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
                       on_error: Callable[[tuple[str, str]], None]) -> None:
-    """Call `fn()` on a pool thread; then `on_done(result)` or `on_error((reason, details))`
+    """Call `fn()` on a worker thread; then `on_done(result)` or `on_error((reason, details))`
     on the GUI thread. Call this from the GUI thread."""
     global _relay
     if _relay is None:
         _relay = _Relay()
-    QThreadPool.globalInstance().start(_Task(fn, on_done, on_error, _relay))
+    _pool.submit(_run, fn, on_done, on_error, _relay)

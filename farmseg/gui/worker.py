@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-import shapely
 from PySide6.QtCore import QObject, QRectF, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage, QPainterPath, QTransform
 
 from farmseg.gui import job_process
-from farmseg.gui.convert import polygon_path, scene_transform, to_qimage
+from farmseg.gui.convert import polygon_path, scene_bounds, scene_transform, to_qimage
 from farmseg.gui.render import PROBABILITY_STYLE, overview_rgba
 from farmseg.gui.tasks import describe
 from farmseg.segment import SegmentOptions, SegmentResult
@@ -193,10 +192,7 @@ class SegmentWorker(ProcessWorker):
             if self.is_cancelled():
                 return None
             paths.append(polygon_path(polygon, sign))
-        bounds = QRectF()
-        if len(result.layer):
-            x0, y0, x1, y1 = shapely.total_bounds(result.layer.geoms)
-            bounds = QRectF(x0, min(sign * y0, sign * y1), x1 - x0, abs(y1 - y0))
+        bounds = scene_bounds(result.layer.geoms, sign)
         prob_path = Path(self.request.options.prob_out)
         with rasterio.open(prob_path) as ds:
             _, rgba = overview_rgba(ds, PROBABILITY_STYLE)
