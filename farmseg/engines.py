@@ -109,11 +109,16 @@ def bf16_is_fast_and_accepted(bundle: ModelBundle) -> bool:
     return bool(accepted) and cpu.has_native_bf16()
 
 
-def bf16_torch_is_fastest(bundle: ModelBundle) -> bool:
-    """Where bf16 is native, torch bf16 autocast + channels_last beats ONNX Runtime fp32
-    (measured 4.8 vs 3.0 MPix/s on a Xeon with AMX); an accepted int8 model on ONNX
-    Runtime is faster still."""
-    return (bf16_is_fast_and_accepted(bundle) and not bundle.int8_accepted
+BF16_TORCH_MIN_PIXELS = 32_000_000
+
+
+def bf16_torch_is_fastest(bundle: ModelBundle, pixels: int | None) -> bool:
+    """Where bf16 is native, torch bf16 autocast + channels_last beats ONNX Runtime fp32 at
+    steady state (measured 4.8 vs 3.0 MPix/s on a Xeon with AMX), but importing torch and
+    preparing the bf16 kernels costs seconds, so only rasters of BF16_TORCH_MIN_PIXELS or
+    more gain; an accepted int8 model on ONNX Runtime is faster still."""
+    return ((pixels is None or pixels >= BF16_TORCH_MIN_PIXELS)
+            and bf16_is_fast_and_accepted(bundle) and not bundle.int8_accepted
             and torch_installed())
 
 
@@ -125,9 +130,10 @@ def int8_is_fast() -> bool:
 
 
 def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "auto",
-                   precision: str = "auto") -> Predictor:
+                   precision: str = "auto", pixels: int | None = None) -> Predictor:
     """Pick and build an engine: auto = torch on CUDA; on CPU, torch bf16 where the CPU has
-    native bf16 (see bf16_torch_is_fastest), else ONNX Runtime when possible.
+    native bf16 and `pixels` (the area to segment) is large (see bf16_torch_is_fastest),
+    else ONNX Runtime when possible.
 
     precision auto: int8 ONNX where the bundle's int8 model passed its accuracy check and
     the CPU has fast int8; bf16 autocast for torch on CPUs with native bf16; else fp32.
@@ -146,7 +152,7 @@ def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "aut
         wants_cuda = device == "cuda" or (device == "auto" and torch_cuda_available())
         if precision in ("bf16", "fp16"):
             engine = "torch"
-        elif not wants_cuda and precision == "auto" and bf16_torch_is_fastest(bundle):
+        elif not wants_cuda and precision == "auto" and bf16_torch_is_fastest(bundle, pixels):
             engine = "torch"
         elif not wants_cuda and bundle.has_onnx and onnxruntime_available():
             engine = "onnx"

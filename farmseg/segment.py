@@ -109,7 +109,8 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         if options.bands is None and source.count > 4:
             warn(f"{source.path}: {source.count} bands; the model reads bands "
                  f"{bundle.bands} as {', '.join(bundle.band_names)} (choose with --bands)")
-        predictor = make_predictor(bundle, options.engine, options.device, options.precision)
+        predictor = make_predictor(bundle, options.engine, options.device, options.precision,
+                                   pixels=source.width * source.height)
         tile = options.tile or bundle.tile
         settings = TileSettings(tile, bundle.overlap if options.overlap is None else
                                 options.overlap, options.batch or predictor.suggested_batch(tile))

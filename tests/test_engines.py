@@ -99,14 +99,16 @@ def test_training_without_torch_says_what_to_install(tmp_path, labeled_dir):
     assert "pip install 'farmseg[torch]'" in done.stderr
 
 
-@pytest.mark.parametrize("native_bf16, expected", [(True, "torch/cpu/bfloat16"),
-                                                   (False, "onnx/cpu/fp32")])
-def test_auto_engine_follows_the_cpu_features(monkeypatch, native_bf16, expected):
-    """On CPUs with native bf16 the accepted bf16 torch path is chosen; elsewhere ONNX fp32."""
+@pytest.mark.parametrize("native_bf16, pixels, expected", [
+    (True, 20_000 ** 2, "torch/cpu/bfloat16"), (True, 1024 ** 2, "onnx/cpu/fp32"),
+    (False, 20_000 ** 2, "onnx/cpu/fp32")])
+def test_auto_engine_follows_the_cpu_features(monkeypatch, native_bf16, pixels, expected):
+    """On CPUs with native bf16 the accepted bf16 torch path is chosen for large rasters
+    (small ones do not repay torch's start-up); elsewhere ONNX fp32."""
     from farmseg import cpu, engines
     from farmseg.bundle import load_bundle
 
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: native_bf16)
     monkeypatch.setattr(engines, "torch_cuda_available", lambda: False)
-    predictor = engines.make_predictor(load_bundle("default"))
+    predictor = engines.make_predictor(load_bundle("default"), pixels=pixels)
     assert predictor.name == expected
