@@ -33,9 +33,13 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 model: $(STAMP)
-	$(BIN)/farmseg train --data $(DATA) --out models/default --arch unet \
+	# stage 1: from the ImageNet encoder, 256 px crops
+	$(BIN)/farmseg train --data $(DATA) --out runs/model_stage1 --arch unet \
 		--encoder efficientnet-lite0 --epochs 24 --tile 256 --batch 8 --val-fraction 0.2 \
 		--seed 0 --checkpoint
+	# stage 2: continued on 384 px crops (more context per field) at a lower learning rate
+	$(BIN)/farmseg train --data $(DATA) --base runs/model_stage1 --out models/default \
+		--epochs 30 --tile 384 --batch 6 --lr 3e-4 --val-fraction 0.2 --seed 0 --checkpoint
 	$(BIN)/farmseg validate --data $(DATA) --model default --tune --record
 	$(BIN)/farmseg quantize --data $(DATA) --model default --variants int8 bf16
 
