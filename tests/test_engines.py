@@ -99,16 +99,24 @@ def test_training_without_torch_says_what_to_install(tmp_path, labeled_dir):
     assert "pip install 'farmseg[torch]'" in done.stderr
 
 
-@pytest.mark.parametrize("native_bf16, pixels, expected", [
-    (True, 20_000 ** 2, "torch/cpu/bfloat16"), (True, 1024 ** 2, "onnx/cpu/fp32"),
-    (False, 20_000 ** 2, "onnx/cpu/fp32")])
-def test_auto_engine_follows_the_cpu_features(monkeypatch, native_bf16, pixels, expected):
-    """On CPUs with native bf16 the accepted bf16 torch path is chosen for large rasters
-    (small ones do not repay torch's start-up); elsewhere ONNX fp32."""
+@pytest.mark.parametrize("int8_ok, native_bf16, fast_int8, pixels, expected", [
+    (True, True, True, 20_000 ** 2, "onnx/cpu/int8"),
+    (True, False, False, 20_000 ** 2, "onnx/cpu/fp32"),
+    (False, True, True, 20_000 ** 2, "torch/cpu/bfloat16"),
+    (False, True, True, 1024 ** 2, "onnx/cpu/fp32"),
+    (False, False, True, 20_000 ** 2, "onnx/cpu/fp32")])
+def test_auto_engine_follows_the_cpu_features(monkeypatch, int8_ok, native_bf16, fast_int8,
+                                              pixels, expected):
+    """An accepted int8 model where the CPU has fast int8; else, on CPUs with native bf16,
+    the accepted bf16 torch path for large rasters (small ones do not repay torch's
+    start-up); else ONNX fp32."""
     from farmseg import cpu, engines
     from farmseg.bundle import load_bundle
 
+    bundle = load_bundle("default")
+    bundle.meta = {**bundle.meta, "precision": {"int8": {"accepted": int8_ok},
+                                                "bf16": {"accepted": True}}}
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(engines, "int8_is_fast", lambda: fast_int8)
     monkeypatch.setattr(engines, "torch_cuda_available", lambda: False)
-    predictor = engines.make_predictor(load_bundle("default"), pixels=pixels)
-    assert predictor.name == expected
+    assert engines.make_predictor(bundle, pixels=pixels).name == expected
