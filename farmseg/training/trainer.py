@@ -376,12 +376,14 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                                f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f}",
                                {"epoch": epoch, "loss": float(np.mean(losses))})
             model.eval()
-            val_iou = val_f1 = None
+            val_iou = val_f1 = polygon_iou = None
             if val:
                 probs = [predict_whole(model, s, scaling, device) for s in val]
                 val_iou = field_iou(probs, val)
-                val_f1 = score_samples(probs, val, postprocess).f1
-            score = selection_score(val_f1, val_iou, float(np.mean(losses)))
+                val_score = score_samples(probs, val, postprocess)
+                val_f1, polygon_iou = val_score.f1, val_score.pixel_iou
+            # scored like the base model above (polygons), so that the comparison is fair
+            score = selection_score(val_f1, polygon_iou, float(np.mean(losses)))
             history.append(EpochReport(epoch, float(np.mean(losses)), val_iou,
                                        time.monotonic() - step_clock))
             step_clock = time.monotonic()
