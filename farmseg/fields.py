@@ -1,20 +1,23 @@
 """Clean raw field polygons and attach their measurements.
 
-Geometry is a coverage (neighbours share edges exactly): it is simplified once for all
-neighbours with GEOS coverage simplification, so smoothing never opens gaps or overlaps.
+Geometry is a coverage (neighbours share edges exactly, vertex for vertex): it is simplified
+once for all neighbours with GEOS coverage simplification, so smoothing never opens gaps or
+overlaps.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 from pyproj import CRS
 
+from farmseg.engines import cpu_threads
 from farmseg.measure import areas_perimeters_m, compactness
-from farmseg.vectorize import RawFields
+from farmseg.vectorize import RawFields, components
 
 SIMPLIFY_PX = 1.0
 ATTRIBUTES = ("field_id", "area_ha", "perim_m", "confidence", "compact", "source", "model",
@@ -74,13 +77,44 @@ def _fill_small_holes(geoms: np.ndarray, crs, min_hole_ha: float) -> np.ndarray:
 
 def _polygons_only(geoms: np.ndarray) -> np.ndarray:
     """Make every geometry a valid single Polygon (largest part if repair splits it)."""
-    out = []
-    for geom in shapely.make_valid(geoms):
-        parts = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type == "Polygon"]
-        if geom.geom_type == "Polygon":
-            parts = [geom]
-        out.append(max(parts, key=lambda g: g.area) if parts else shapely.Polygon())
-    return np.array(out, dtype=object)
+    bad = np.flatnonzero(~shapely.is_valid(geoms) |
+                         (shapely.get_type_id(geoms) != shapely.GeometryType.POLYGON))
+    if len(bad) == 0:
+        return geoms
+    parts, index = shapely.get_parts(shapely.make_valid(geoms[bad]), return_index=True)
+    parts, inner = shapely.get_parts(parts, return_index=True)  # collections of multipolygons
+    index = index[inner]
+    polygon = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+    parts, index = parts[polygon], index[polygon]
+    largest = np.lexsort((-shapely.area(parts), index))
+    largest = largest[np.concatenate([[True], np.diff(index[largest]) != 0])]
+    out = geoms.copy()
+    out[bad] = shapely.Polygon()
+    out[bad[index[largest]]] = parts[largest]
+    return out
+
+
+def _simplify(geoms: np.ndarray, tolerance: float) -> np.ndarray:
+    """Coverage simplification (shared edges stay shared), group by group on a thread
+    pool: GEOS removes a vertex only if its triangle holds no other vertex, so polygons
+    whose bounding boxes are apart cannot change each other's result, while its time
+    grows faster than the size of the coverage. GEOS releases the GIL."""
+    groups = _groups_of_touching_boxes(geoms)
+    out = np.empty_like(geoms)
+    with ThreadPoolExecutor(cpu_threads()) as pool:
+        done = pool.map(lambda group: shapely.coverage_simplify(
+            geoms[group], tolerance, simplify_boundary=True), groups)
+        for group, simplified in zip(groups, done):
+            out[group] = simplified
+    return out
+
+
+def _groups_of_touching_boxes(geoms: np.ndarray) -> list[np.ndarray]:
+    """Indices of the groups of geometries linked by meeting bounding boxes, each in order."""
+    boxes = shapely.envelope(geoms)
+    group = components(len(geoms), shapely.STRtree(boxes).query(boxes))
+    order = np.argsort(group, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
 
 
 def clean_fields(raw: RawFields, settings: CleanSettings, source: str = "",
@@ -96,15 +130,12 @@ def clean_fields(raw: RawFields, settings: CleanSettings, source: str = "",
         geoms, confidence = geoms[keep], confidence[keep]
     geoms = _fill_small_holes(geoms, crs, settings.min_hole_ha)
     if len(geoms) and settings.simplify_px > 0:
-        tolerance = settings.simplify_px * raw.grid.pixel_size[0]
-        geoms = shapely.coverage_simplify(geoms, tolerance, simplify_boundary=True)
+        geoms = _simplify(geoms, settings.simplify_px * raw.grid.pixel_size[0])
     geoms = _polygons_only(geoms) if len(geoms) else geoms
-    if len(geoms):
-        keep = ~shapely.is_empty(geoms) & (_area_ha(geoms, crs) >= settings.min_area_ha)
-        geoms, confidence = geoms[keep], confidence[keep]
-    order = _stable_order(geoms)
-    geoms, confidence = geoms[order], confidence[order]
     area, perimeter = areas_perimeters_m(geoms, crs)
+    keep = np.flatnonzero(~shapely.is_empty(geoms) & (area / 10_000.0 >= settings.min_area_ha))
+    keep = keep[_stable_order(geoms[keep])]
+    geoms, confidence, area, perimeter = geoms[keep], confidence[keep], area[keep], perimeter[keep]
     n = len(geoms)
     created = _dt.date.today().isoformat()
     columns = {

@@ -100,7 +100,7 @@ def precision_job(bundle: ModelBundle, data_dir: Path, variants: tuple[str, ...]
         for precision in ("fp32", *variants):
             engine = "onnx" if precision in ("fp32", "int8") else "torch"
             probs = yield from predict_all(bundle, pairs, work, engine, precision)
-            scores[precision] = score_probabilities(probs, pairs, work, settings,
+            scores[precision] = score_probabilities(probs, pairs, settings,
                                                     CleanSettings())
     meta = dict(bundle.meta)
     meta.setdefault("precision", {})

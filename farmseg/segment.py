@@ -121,7 +121,7 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         seconds["infer"] = time.monotonic() - clock
         clock = time.monotonic()
         pixel_m = source.grid.pixel_size_m() or 1.0
-        raw = yield from vectorize_job(prob_path, work,
+        raw = yield from vectorize_job(prob_path,
                                        vectorize_settings(options, bundle, pixel_m ** 2))
         layer = clean_fields(raw, CleanSettings(options.min_area_ha, options.min_hole_ha),
                              source=source.path.name, model=bundle.name)

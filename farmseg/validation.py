@@ -69,12 +69,12 @@ def predict_all(bundle: ModelBundle, pairs: list[tuple[Path, Path]], work: Path,
     return out
 
 
-def score_probabilities(probs: list[Path], pairs: list[tuple[Path, Path]], work: Path,
+def score_probabilities(probs: list[Path], pairs: list[tuple[Path, Path]],
                         vectorize: VectorizeSettings, clean: CleanSettings) -> Score:
     """Vectorize each probability raster and score it against its reference fields."""
     total = Score()
     for prob, (_, ref_path) in zip(probs, pairs):
-        raw = drain(vectorize_job(prob, work, vectorize))
+        raw = drain(vectorize_job(prob, vectorize))
         layer = clean_fields(raw, clean)
         with rasterio.open(ref_path) as ref_src:
             ref = ref_src.read(1)
@@ -93,11 +93,11 @@ def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
         probs = yield from predict_all(bundle, pairs, work)
         base = bundle_vectorize_settings(bundle, pairs[0][0], min_area_ha)
         results = {"images": [p[0].stem for p in pairs],
-                   "threshold": score_probabilities(probs, pairs, work,
+                   "threshold": score_probabilities(probs, pairs,
                                                     replace(base, method="threshold"), clean),
-                   "watershed": score_probabilities(probs, pairs, work,
+                   "watershed": score_probabilities(probs, pairs,
                                                     replace(base, method="watershed"), clean),
-                   "seeded": score_probabilities(probs, pairs, work,
+                   "seeded": score_probabilities(probs, pairs,
                                                  replace(base, method="seeded"), clean)}
         if tune:
             grid = list(itertools.product(FIELD_GRID, SEED_GRID, BOUNDARY_GRID))
@@ -105,12 +105,12 @@ def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
             for index, (f, s, b) in enumerate(grid):
                 settings = replace(base, field_threshold=f, seed_threshold=s,
                                    boundary_threshold=b)
-                score = score_probabilities(probs, pairs, work, settings, clean)
+                score = score_probabilities(probs, pairs, settings, clean)
                 if score.f1 > best[0]:
                     best = (score.f1, settings)
                 yield Progress("tune", index + 1, len(grid), f"best F1 {best[0]:.3f}")
             chosen = best[1]
-            results["tuned"] = score_probabilities(probs, pairs, work, chosen, clean)
+            results["tuned"] = score_probabilities(probs, pairs, chosen, clean)
             results["settings"] = chosen
         return results
 

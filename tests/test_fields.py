@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import rasterio
 import shapely
 from pyproj import CRS
+from rasterio import features
 from rasterio.transform import from_origin
+from scipy import ndimage
 
+import farmseg.vectorize
 from farmseg.cli import main
 from farmseg.evaluate import score_instances
-from farmseg.fields import CleanSettings, clean_fields
+from farmseg.fields import CleanSettings, _simplify, clean_fields
 from farmseg.jobs import drain
 from farmseg.measure import areas_perimeters_m
+from farmseg.polygonize import polygonize
 from farmseg.vectorize import VectorizeSettings, vectorize_job
 from farmseg.vectors import reproject
 from tests.conftest import SAMPLE, SAMPLE_FIELDS
@@ -30,7 +35,7 @@ def _write_probs(path: Path, probs: np.ndarray) -> Path:
 
 
 def _fields(prob_path: Path, tmp: Path, **settings):
-    raw = drain(vectorize_job(prob_path, tmp, VectorizeSettings(**settings)))
+    raw = drain(vectorize_job(prob_path, VectorizeSettings(**settings)))
     return clean_fields(raw, CleanSettings(min_area_ha=0.01))
 
 
@@ -84,11 +89,14 @@ def test_result_does_not_depend_on_the_band_height(tmp_path, sample_probs):
         assert geom.is_valid
 
 
-def test_neighbours_share_edges_without_gaps_or_overlaps(tmp_path, sample_probs):
-    raw = drain(vectorize_job(sample_probs, tmp_path, VectorizeSettings()))
+@pytest.mark.parametrize("band_rows", [None, 97, 50])
+def test_neighbours_share_edges_without_gaps_or_overlaps(tmp_path, sample_probs, band_rows):
+    raw = drain(vectorize_job(sample_probs, VectorizeSettings(band_rows=band_rows)))
     layer = clean_fields(raw, CleanSettings())
     geoms = layer.geoms
     assert all(shapely.is_valid(geoms))
+    # edge-matched, band edges included: no gap, overlap or vertex missing on either side
+    assert shapely.coverage_is_valid(raw.geoms) and shapely.coverage_is_valid(geoms)
     assert shapely.area(shapely.union_all(geoms)) == pytest.approx(shapely.area(geoms).sum(),
                                                                    rel=1e-6)
     tree = shapely.STRtree(geoms)
@@ -97,6 +105,75 @@ def test_neighbours_share_edges_without_gaps_or_overlaps(tmp_path, sample_probs)
     assert touching, "the sample scene has neighbouring fields"
     for i, j in touching:
         assert shapely.area(shapely.intersection(geoms[i], geoms[j])) < 1e-6
+
+
+def test_fields_meeting_at_a_band_edge_share_its_vertices(tmp_path):
+    field, boundary = (np.array(p, np.uint8)[:, None, None] for p in ([0, 255, 0], [0, 0, 255]))
+    probs = np.zeros((3, 40, 60), np.uint8)
+    probs[0] = 255
+    probs[:, 5:20, 5:50] = field  # above the band edge at row 20
+    probs[:, 19, 5:50] = boundary[:, 0]
+    probs[:, 20:35, 10:30] = probs[:, 20:35, 33:55] = field  # two fields below it
+    probs[:, 20:35, 30:33] = boundary
+    path = _write_probs(tmp_path / "p.tif", probs)
+    raw = drain(vectorize_job(path, VectorizeSettings(band_rows=20, halo=0)))
+    assert len(raw.geoms) == 3 and shapely.coverage_is_valid(raw.geoms)
+
+
+def test_result_does_not_depend_on_the_number_of_threads(tmp_path, sample_probs, monkeypatch):
+    layers = []
+    for threads in (1, 3):
+        monkeypatch.setattr(farmseg.vectorize, "cpu_threads", lambda threads=threads: threads)
+        layers.append(_fields(sample_probs, tmp_path, band_rows=97))
+    assert list(shapely.to_wkb(layers[0].geoms)) == list(shapely.to_wkb(layers[1].geoms))
+
+
+def _gdal_polygons(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    shapes = list(features.shapes(labels, mask=labels > 0, connectivity=4))
+    return (np.array([shapely.Polygon(g["coordinates"][0], g["coordinates"][1:])
+                      for g, _ in shapes], dtype=object),
+            np.array([int(v) for _, v in shapes], dtype=int))
+
+
+def _by_place(geoms: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    centre = shapely.centroid(geoms)
+    return np.lexsort((np.round(shapely.get_y(centre), 6), np.round(shapely.get_x(centre), 6),
+                       np.round(shapely.area(geoms), 6), labels))
+
+
+@pytest.mark.parametrize("case", range(300))
+def test_polygons_are_those_of_gdal_with_every_junction_as_a_vertex(case):
+    rng = np.random.default_rng(case)
+    shape = rng.integers(1, 40, 2)
+    if case % 3 == 0:  # noise: regions touching at corners, holes, holes in holes
+        labels = rng.integers(0, 2 + case % 4, shape)
+    else:  # blobs: shared edges with junctions of three or four regions
+        noise = ndimage.gaussian_filter(rng.random(shape), 1 + case % 3)
+        labels = np.digitize(noise, np.quantile(noise, np.linspace(0, 1, 3 + case % 5)[1:-1]))
+    labels = labels.astype(np.int32)
+    ours, our_labels = polygonize(labels, 7)
+    gdal, gdal_labels = _gdal_polygons(labels)
+    gdal = shapely.transform(gdal, lambda xy: xy + [0, 7])
+    assert all(shapely.is_valid(ours)) and len(ours) == len(gdal)
+    mine, theirs = _by_place(ours, our_labels), _by_place(gdal, gdal_labels)
+    assert (our_labels[mine] == gdal_labels[theirs]).all()
+    assert shapely.area(shapely.symmetric_difference(ours[mine], gdal[theirs])).sum() == 0
+    if case % 3:
+        assert shapely.coverage_is_valid(ours)
+
+
+def test_opencv_numbers_seed_pixels_row_by_row():
+    """_grow relies on it to map nearest seed pixels to seed labels."""
+    seeds = np.random.default_rng(1).random((300, 400)) < 0.02
+    _, nearest = cv2.distanceTransformWithLabels((~seeds).view(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    assert (nearest[seeds] == np.arange(1, seeds.sum() + 1)).all()
+
+
+def test_simplifying_in_groups_equals_simplifying_at_once(tmp_path, sample_probs):
+    raw = drain(vectorize_job(sample_probs, VectorizeSettings()))
+    whole = shapely.coverage_simplify(raw.geoms, 1.0, simplify_boundary=True)
+    assert list(shapely.to_wkb(_simplify(raw.geoms, 1.0))) == list(shapely.to_wkb(whole))
 
 
 def test_geodesic_area_on_a_geographic_layer():

@@ -46,7 +46,7 @@ def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
             with rasterio.open(path, "w", **raster_profile_for(grid, probs.shape[0],
                                                                 "uint8")) as out:
                 out.write(quantized)
-            raw = drain(vectorize_job(path, Path(tmp), settings))
+            raw = drain(vectorize_job(path, settings))
             layer = clean_fields(raw, CleanSettings(min_area_ha=min_area_ha))
             predicted = rasterize_instances(layer.geoms, grid)
             total = total + score_instances(predicted, reference_instances(sample.mask),
