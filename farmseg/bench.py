@@ -111,7 +111,7 @@ def run_vectorize(prob_path: str, model: str, queue) -> None:
 
     start = time.monotonic()
     settings = vectorize_settings(SegmentOptions(input=Path(prob_path)), load_bundle(model))
-    raw = drain(vectorize_job(Path(prob_path), Path(prob_path).parent, settings))
+    raw = drain(vectorize_job(Path(prob_path), settings))
     middle = time.monotonic()
     layer = clean_fields(raw, CleanSettings())
     queue.put({"vectorize": middle - start, "clean": time.monotonic() - middle,
@@ -138,6 +138,41 @@ def bench_vectorize(size: int = 10240, model: str = "default") -> str:
             f"vectorize {result['vectorize']:.1f} s + clean {result['clean']:.1f} s = "
             f"{total:.1f} s ({total / mpix * 100:.1f} s per 100 MPix), {result['fields']} "
             f"fields, peak RSS {result['peak_rss_mb']:.0f} MB"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+SEAM_SETTINGS = ((256, 32), (1024, 64))
+
+
+def seam_check(size: int = 2048, model: str = "default") -> str:
+    """The same mosaic segmented with small and large tiles: field counts, union IoU of the
+    two layers, overlaps between fields and validity (the result must not depend on tiles)."""
+    import shapely
+
+    from farmseg.jobs import drain
+    from farmseg.segment import SegmentOptions, segment_job
+
+    work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
+    try:
+        raster = build_mosaic(work / f"mosaic_{size}.tif", size)
+        layers = {}
+        for tile, overlap in SEAM_SETTINGS:
+            result = drain(segment_job(SegmentOptions(input=raster, model=model, tile=tile,
+                                                      overlap=overlap, work_dir=work)))
+            layers[(tile, overlap)] = result.layer.geoms
+        lines = [f"raster: {size} x {size} px, mosaic of the sample scene"]
+        for (tile, overlap), geoms in layers.items():
+            overlap_area = shapely.union_all(geoms).area - shapely.area(geoms).sum()
+            lines.append(f"  --tile {tile} --overlap {overlap}: {len(geoms)} fields, "
+                         f"all valid: {bool(shapely.is_valid(geoms).all())}, "
+                         f"overlapping area: {abs(overlap_area):.1f} m2")
+        small, large = (shapely.union_all(layers[key]) for key in SEAM_SETTINGS)
+        counts = [len(layers[key]) for key in SEAM_SETTINGS]
+        lines.append(f"field counts differ by {abs(counts[0] - counts[1])} "
+                     f"({abs(counts[0] - counts[1]) / max(counts) * 100:.1f} %), union IoU of the "
+                     f"two layers: {small.intersection(large).area / small.union(large).area:.4f}")
+        return "\n".join(lines)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -127,9 +127,11 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from farmseg.bench import bench, bench_vectorize
+    from farmseg.bench import bench, bench_vectorize, seam_check
 
-    if args.vectorize_only:
+    if args.seams:
+        print(seam_check(args.size, args.model), flush=True)
+    elif args.vectorize_only:
         print(bench_vectorize(args.size, args.model), flush=True)
     else:
         print(bench(args.size, args.model, args.engine, args.tile, not args.no_baseline),
@@ -297,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--vectorize-only", action="store_true",
                    help="time vectorize + clean alone on a mosaic of the sample's probabilities")
+    p.add_argument("--seams", action="store_true",
+                   help="segment with 256/32 and 1024/64 px tiles and compare the fields")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("export-onnx", help="(re)write a bundle's model.onnx from its weights")

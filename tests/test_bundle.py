@@ -97,6 +97,6 @@ def test_onnx_matches_torch_on_a_real_crop(sample_crop):
     with RasterSource(sample_crop) as src:
         tiles, _ = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256).row(0, [0])
     batch = np.stack(tiles)
-    a = TorchPredictor(bundle, "cpu").predict(batch).argmax(1)
+    a = TorchPredictor(bundle, "cpu", "fp32").predict(batch).argmax(1)
     b = OnnxPredictor(bundle).predict(batch).argmax(1)
     assert (a != b).mean() < 0.002

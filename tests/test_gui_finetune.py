@@ -104,7 +104,9 @@ def test_cancel_saves_the_best_epoch_as_a_complete_partial_model(window, dialog,
     dialog.form.set_files(sorted((labeled_dir / "images").glob("*.tif")))
     cancel_when(qtbot, dialog, lambda: len(dialog.chart.losses) == 1)
     bundle = load_bundle(user_models_dir() / "tuned")
-    assert bundle.meta["partial"] and bundle.meta["training"]["epochs_done"] == 1
+    # the best so far: epoch 1, or the base model's weights (0) where epoch 1 scored lower
+    assert bundle.meta["partial"] and bundle.meta["training"]["epochs_done"] in (0, 1)
+    assert len(bundle.meta["training"]["history"]) == 1
     assert bundle.has_onnx
     assert "marked partial" in dialog.result_text.text()
     model = window.run_panel.model
