@@ -130,7 +130,8 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
     weights = blend_window(tile, overlap)
     total = len(ys) * len(xs)
     prepared = _Prepared(source, use_bands, scaling, bundle, tile)
-    profile = raster_profile_for(source.grid, n_classes, "uint8")
+    # a temporary file read once: the fastest deflate level leaves more CPU to the network
+    profile = {**raster_profile_for(source.grid, n_classes, "uint8"), "zlevel": 1}
     acc = np.zeros((n_classes, tile, width), dtype=np.float32)
     wsum = np.zeros((tile, width), dtype=np.float32)
     done = 0
