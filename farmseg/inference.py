@@ -161,8 +161,10 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
             rows = next_y - y0
             if writing is not None:
                 writing.result()  # one band in flight: order kept, memory bounded
-            writing = writer.submit(_write_rows, out, acc[:, :rows].copy(), wsum[:rows].copy(),
-                                    valid_row[:rows], y0)
+            # finished rows leave as uint8 (a quarter of the float rows' memory)
+            writing = writer.submit(out.write, _probability_rows(acc[:, :rows], wsum[:rows],
+                                                                 valid_row[:rows]),
+                                    window=Window(0, y0, width, rows))
             acc[:, : tile - rows] = acc[:, rows:]
             acc[:, tile - rows:] = 0.0
             wsum[: tile - rows] = wsum[rows:]
@@ -200,11 +202,10 @@ def _release_cuda_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _write_rows(out, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray, y0: int) -> None:
-    """Normalize blended probabilities; nodata pixels become certain background."""
-    rows, width = wsum.shape
+def _probability_rows(acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Blended probabilities normalized to uint8; nodata pixels become certain background."""
     probs = acc / np.maximum(wsum, 1e-12)
     covered = valid & (wsum > 0)
     probs[:, ~covered] = 0.0
     probs[0, ~covered] = 1.0
-    out.write(np.round(probs * PROB_SCALE).astype(np.uint8), window=Window(0, y0, width, rows))
+    return np.round(probs * PROB_SCALE).astype(np.uint8)
