@@ -161,13 +161,14 @@ def seam_check(size: int = 2048, model: str = "default") -> str:
             result = drain(segment_job(SegmentOptions(input=raster, model=model, tile=tile,
                                                       overlap=overlap, work_dir=work)))
             layers[(tile, overlap)] = result.layer.geoms
+        unions = {key: shapely.union_all(geoms) for key, geoms in layers.items()}
         lines = [f"raster: {size} x {size} px, mosaic of the sample scene"]
         for (tile, overlap), geoms in layers.items():
-            overlap_area = shapely.union_all(geoms).area - shapely.area(geoms).sum()
+            overlap_area = unions[(tile, overlap)].area - shapely.area(geoms).sum()
             lines.append(f"  --tile {tile} --overlap {overlap}: {len(geoms)} fields, "
                          f"all valid: {bool(shapely.is_valid(geoms).all())}, "
                          f"overlapping area: {abs(overlap_area):.1f} m2")
-        small, large = (shapely.union_all(layers[key]) for key in SEAM_SETTINGS)
+        small, large = (unions[key] for key in SEAM_SETTINGS)
         counts = [len(layers[key]) for key in SEAM_SETTINGS]
         lines.append(f"field counts differ by {abs(counts[0] - counts[1])} "
                      f"({abs(counts[0] - counts[1]) / max(counts) * 100:.1f} %), union IoU of the "

@@ -25,7 +25,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          encoder=args.encoder, epochs=args.epochs, tile=args.tile,
                          batch=args.batch, lr=args.lr, val_fraction=args.val_fraction,
                          freeze_encoder=args.freeze_encoder, device=args.device,
-                         precision=args.precision, seed=args.seed, resume=args.resume, checkpoint=args.checkpoint)
+                         precision=args.precision, seed=args.seed, resume=args.resume,
+                         checkpoint=args.checkpoint)
     bar = ProgressBar(args.quiet)
 
     def report(progress) -> None:

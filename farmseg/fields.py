@@ -20,6 +20,7 @@ from farmseg.measure import areas_perimeters_m, compactness
 from farmseg.vectorize import RawFields, components
 
 SIMPLIFY_PX = 1.0
+M2_PER_HA = 10_000.0
 ATTRIBUTES = ("field_id", "area_ha", "perim_m", "confidence", "compact", "source", "model",
               "created")
 
@@ -49,7 +50,7 @@ class FieldLayer:
 
 
 def _area_ha(geoms: np.ndarray, crs) -> np.ndarray:
-    return areas_perimeters_m(geoms, crs)[0] / 10_000.0
+    return areas_perimeters_m(geoms, crs)[0] / M2_PER_HA
 
 
 def _fill_small_holes(geoms: np.ndarray, crs, min_hole_ha: float) -> np.ndarray:
@@ -133,14 +134,14 @@ def clean_fields(raw: RawFields, settings: CleanSettings, source: str = "",
         geoms = _simplify(geoms, settings.simplify_px * raw.grid.pixel_size[0])
     geoms = _polygons_only(geoms) if len(geoms) else geoms
     area, perimeter = areas_perimeters_m(geoms, crs)
-    keep = np.flatnonzero(~shapely.is_empty(geoms) & (area / 10_000.0 >= settings.min_area_ha))
+    keep = np.flatnonzero(~shapely.is_empty(geoms) & (area / M2_PER_HA >= settings.min_area_ha))
     keep = keep[_stable_order(geoms[keep])]
     geoms, confidence, area, perimeter = geoms[keep], confidence[keep], area[keep], perimeter[keep]
     n = len(geoms)
     created = _dt.date.today().isoformat()
     columns = {
         "field_id": np.arange(1, n + 1, dtype=np.int32),
-        "area_ha": np.round(area / 10_000.0, 4),
+        "area_ha": np.round(area / M2_PER_HA, 4),
         "perim_m": np.round(perimeter, 1),
         "confidence": np.round(confidence.astype(float), 3),
         "compact": np.round(compactness(area, perimeter), 3),
