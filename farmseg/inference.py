@@ -26,6 +26,7 @@ from farmseg.scaling import apply_scaling, stretch_to_reference
 from farmseg.tiling import blend_window, pad_to_tile, tile_starts
 
 PROB_SCALE = 255.0
+_RawTile = tuple[np.ndarray, np.ndarray]  # (bands, h, w) pixels as read, (h, w) validity
 
 
 @dataclass
@@ -83,7 +84,9 @@ def pixel_size_warning(source: RasterSource, bundle: ModelBundle) -> str | None:
 
 
 class _Prepared:
-    """Reads one row of tiles and turns it into network input (runs in the prefetch thread)."""
+    """Reads rows of tiles (in the prefetch thread) and turns tiles into network input (in
+    the inference thread, batch by batch: a prefetched row stays in the raster's dtype,
+    a quarter of its float32 size for 8-bit imagery)."""
 
     def __init__(self, source: RasterSource, bands: list[int], scaling: dict[str, Any],
                  bundle: ModelBundle, tile: int) -> None:
@@ -92,22 +95,24 @@ class _Prepared:
         self.mean = norm.get("mean", IMAGENET_MEAN[: len(bands)])
         self.std = norm.get("std", IMAGENET_STD[: len(bands)])
 
-    def row(self, y0: int, xs: list[int]) -> tuple[list[np.ndarray | None], np.ndarray]:
-        """Network inputs (None for all-nodata tiles) and validity of the band's rows."""
+    def row(self, y0: int, xs: list[int]) -> tuple[list[_RawTile | None], np.ndarray]:
+        """Raw tiles (None for all-nodata tiles) and validity of the band's rows."""
         h = min(self.tile, self.source.height - y0)
-        tiles: list[np.ndarray | None] = []
+        tiles: list[_RawTile | None] = []
         valid_row = np.zeros((h, self.source.width), dtype=bool)
         for x0 in xs:
             w = min(self.tile, self.source.width - x0)
             data, valid = self.source.read(Window(x0, y0, w, h), self.bands)
             valid_row[:, x0:x0 + w] = valid
-            if not valid.any():
-                tiles.append(None)
-                continue
-            net = apply_scaling(data, self.scaling, self.mean, self.std)
-            net[:, ~valid] = 0.0
-            tiles.append(pad_to_tile(net, self.tile))
+            tiles.append((data, valid) if valid.any() else None)
         return tiles, valid_row
+
+    def network_input(self, raw: _RawTile) -> np.ndarray:
+        """Scaled, normalized, nodata zeroed, padded to the tile size."""
+        data, valid = raw
+        net = apply_scaling(data, self.scaling, self.mean, self.std)
+        net[:, ~valid] = 0.0
+        return pad_to_tile(net, self.tile)
 
 
 def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
@@ -147,7 +152,8 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
             todo = [i for i, t in enumerate(tiles) if t is not None]
             for start in range(0, len(todo), settings.batch):
                 chunk = todo[start:start + settings.batch]
-                probs = predict_with_retry(predictor, np.stack([tiles[i] for i in chunk]), warn)
+                batch = np.stack([prepared.network_input(tiles[i]) for i in chunk])
+                probs = predict_with_retry(predictor, batch, warn)
                 for i, p in zip(chunk, probs):
                     x0 = xs[i]
                     w = min(tile, width - x0)
@@ -203,9 +209,12 @@ def _release_cuda_memory() -> None:
 
 
 def _probability_rows(acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Blended probabilities normalized to uint8; nodata pixels become certain background."""
-    probs = acc / np.maximum(wsum, 1e-12)
+    """Blended probabilities normalized to uint8; nodata pixels become certain background.
+    Works in place on `acc` (its rows are finished) so wide rasters need no float copies."""
     covered = valid & (wsum > 0)
-    probs[:, ~covered] = 0.0
-    probs[0, ~covered] = 1.0
-    return np.round(probs * PROB_SCALE).astype(np.uint8)
+    acc /= np.maximum(wsum, 1e-12)
+    acc[:, ~covered] = 0.0
+    acc[0, ~covered] = 1.0
+    acc *= PROB_SCALE
+    np.rint(acc, out=acc)
+    return acc.astype(np.uint8)

@@ -95,8 +95,9 @@ def test_onnx_matches_torch_on_a_real_crop(sample_crop):
 
     bundle = load("default")
     with RasterSource(sample_crop) as src:
-        tiles, _ = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256).row(0, [0])
-    batch = np.stack(tiles)
+        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256)
+        tiles, _ = prepared.row(0, [0])
+    batch = np.stack([prepared.network_input(t) for t in tiles])
     a = TorchPredictor(bundle, "cpu", "fp32").predict(batch).argmax(1)
     b = OnnxPredictor(bundle).predict(batch).argmax(1)
     assert (a != b).mean() < 0.002
