@@ -49,7 +49,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_farmseg(raster: str, model: str, engine: str, tile: int | None, queue) -> None:
+def run_farmseg(raster: str, model: str, engine: str, precision: str, tile: int | None,
+                queue) -> None:
     """Child process: read -> infer -> blend -> vectorize -> write a GeoPackage."""
     from farmseg.jobs import run_job
     from farmseg.segment import SegmentOptions, segment_job
@@ -63,7 +64,8 @@ def run_farmseg(raster: str, model: str, engine: str, tile: int | None, queue) -
             tiles["n"] = progress.total
 
     result = run_job(segment_job(SegmentOptions(input=Path(raster), output=out, model=model,
-                                                engine=engine, tile=tile, overwrite=True)),
+                                                engine=engine, precision=precision,
+                                                tile=tile, overwrite=True)),
                      count)
     queue.put({"seconds": result.seconds, "total": time.monotonic() - start,
                "fields": len(result.layer), "engine": result.engine, "tiles": tiles["n"],
@@ -189,13 +191,13 @@ def _child(target, *args) -> dict:
 
 
 def bench(size: int = 8192, model: str = "default", engine: str = "auto",
-          tile: int | None = None, baseline: bool = True) -> str:
+          tile: int | None = None, baseline: bool = True, precision: str = "auto") -> str:
     """Run the benchmark and return its report."""
     work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
     try:
         raster = build_mosaic(work / f"mosaic_{size}.tif", size)
         mpix = size * size / 1e6
-        ours = _child(run_farmseg, str(raster), model, engine, tile)
+        ours = _child(run_farmseg, str(raster), model, engine, precision, tile)
         lines = [f"CPU: {describe_cpu()}, {cpu_threads()} threads",
                  f"raster: {size} x {size} px ({mpix:.1f} MPix), mosaic of the sample scene",
                  f"farmseg ({ours['engine']}): {ours['fields']} fields, {ours['tiles']} tiles"]

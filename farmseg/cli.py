@@ -135,8 +135,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.vectorize_only:
         print(bench_vectorize(args.size, args.model), flush=True)
     else:
-        print(bench(args.size, args.model, args.engine, args.tile, not args.no_baseline),
-              flush=True)
+        print(bench(args.size, args.model, args.engine, args.tile, not args.no_baseline,
+                    args.precision), flush=True)
     return 0
 
 
@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=8192, help="raster side in px")
     p.add_argument("--model", default="default")
     p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "bf16"])
     p.add_argument("--tile", type=int)
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--vectorize-only", action="store_true",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyogrio
 import pytest
 
@@ -120,3 +121,27 @@ def test_auto_engine_follows_the_cpu_features(monkeypatch, int8_ok, native_bf16,
     monkeypatch.setattr(engines, "int8_is_fast", lambda: fast_int8)
     monkeypatch.setattr(engines, "torch_cuda_available", lambda: False)
     assert engines.make_predictor(bundle, pixels=pixels).name == expected
+
+
+def test_frozen_bf16_torch_path_matches_fp32_on_a_real_crop(sample_crop):
+    """--precision bf16 on CPU runs a frozen bf16 graph; it must give the fp32 classes up
+    to a few pixels, for any batch and tile size (traced once, on the first batch)."""
+    pytest.importorskip("torch")
+    from farmseg.bundle import load_bundle
+    from farmseg.engine_torch import TorchPredictor
+    from farmseg.inference import _Prepared
+    from farmseg.raster import RasterSource
+
+    bundle = load_bundle("default")
+    with RasterSource(sample_crop) as src:
+        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256)
+        tiles, _ = prepared.row(0, [0])
+    tile = prepared.network_input(tiles[0])
+    fp32 = TorchPredictor(bundle, "cpu", "fp32")
+    bf16 = TorchPredictor(bundle, "cpu", "bf16")
+    assert bf16.suggested_batch(512) == 1
+    for batch in (tile[None], np.stack([tile, tile[:, ::-1].copy()]), tile[None, :, :128, :128]):
+        expected = fp32.predict(batch).argmax(1)
+        got = bf16.predict(batch)
+        assert got.dtype == np.float32 and np.allclose(got.sum(1), 1.0, atol=1e-4)
+        assert (got.argmax(1) != expected).mean() < 0.01
