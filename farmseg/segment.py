@@ -119,6 +119,8 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         prob_path = yield from infer_job(source, bundle, predictor, settings,
                                          work / "probabilities.tif", options.bands, warn)
         seconds["infer"] = time.monotonic() - clock
+        engine_name = predictor.name
+        del predictor  # the network's memory (weights, ONNX Runtime's arena) is not needed
         clock = time.monotonic()
         pixel_m = source.grid.pixel_size_m() or 1.0
         raw = yield from vectorize_job(prob_path,
@@ -141,7 +143,7 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
             outputs.append(Path(options.prob_out))
         seconds["export"] = time.monotonic() - clock
         yield Progress("export", 1, 1, "done")
-        return SegmentResult(layer, bundle, predictor.name, seconds, outputs,
+        return SegmentResult(layer, bundle, engine_name, seconds, outputs,
                              source.width * source.height)
     finally:
         source.close()
