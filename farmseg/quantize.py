@@ -2,8 +2,8 @@
 
 int8: ONNX Runtime static QDQ quantization (per-channel weights, activations calibrated on
 training tiles), with the high-resolution front of the encoder and the segmentation head kept in
-fp32. bf16: torch autocast. Each is scored on the bundle's validation images
-against fp32 and marked accepted when |F1 - F1_fp32| <= 0.01.
+fp32. bf16: torch's frozen graph with bf16 weights (engine_torch). Each is scored on the
+bundle's validation images against fp32 and marked accepted when |F1 - F1_fp32| <= 0.01.
 """
 
 from __future__ import annotations
