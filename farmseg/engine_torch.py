@@ -52,8 +52,9 @@ class TorchPredictor:
         return None
 
     def suggested_batch(self, tile: int) -> int:
-        """CPU: 2 tiles, 1 for the frozen bf16 graph (faster per tile, measured). CUDA: as many tiles as fit in ~half the free memory (~200 floats of
-        activations per input pixel for these U-Nets), at most 32."""
+        """CPU: 2 tiles, 1 for the frozen bf16 graph (faster per tile, measured). CUDA: as
+        many tiles as fit in ~half the free memory (~200 floats of activations per input
+        pixel for these U-Nets), at most 32."""
         if self.device.type != "cuda":
             return 2 if tile <= 512 and not self.cpu_bf16 else 1
         free, _ = torch.cuda.mem_get_info(self.device)
@@ -65,9 +66,11 @@ class TorchPredictor:
             x = torch.from_numpy(np.ascontiguousarray(batch))
             if self.device.type == "cuda":  # pinned host memory: asynchronous copy
                 x = x.pin_memory().to(self.device, non_blocking=True)
-            x = x.contiguous(memory_format=torch.channels_last)
+            # one copy: layout and, for the frozen bf16 graph, dtype
+            x = x.to(torch.bfloat16 if self.cpu_bf16 else x.dtype,
+                     memory_format=torch.channels_last)
             if self.cpu_bf16:
-                logits = self._cpu_bf16_forward(x.to(torch.bfloat16))
+                logits = self._cpu_bf16_forward(x)
             elif self.autocast is None:
                 logits = self.model(x)
             else:

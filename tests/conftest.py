@@ -42,6 +42,20 @@ def sample_crop(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def sample_network_tile(sample_crop: Path):
+    """The default model's input for the crop's first 256 px tile, as inference makes it."""
+    from farmseg.bundle import load_bundle
+    from farmseg.inference import _Prepared
+    from farmseg.raster import RasterSource
+
+    bundle = load_bundle("default")
+    with RasterSource(sample_crop) as src:
+        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256)
+        tiles, _ = prepared.row(0, [0])
+    return prepared.network_input(tiles[0])
+
+
+@pytest.fixture
 def labeled_dir(tmp_path: Path) -> Path:
     """A tiny training set: 3 real 160 x 192 crops with their 3-class masks."""
     names = sorted(p.stem for p in (SHARED / "images").glob("*.tif"))[:3]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from farmseg.bundle import load_bundle, resolve_bundle_path
@@ -85,19 +84,14 @@ def test_unknown_model_name(tmp_path):
         load_bundle("no-such-model")
 
 
-def test_onnx_matches_torch_on_a_real_crop(sample_crop):
+def test_onnx_matches_torch_on_a_real_crop(sample_network_tile):
     pytest.importorskip("torch")
     from farmseg.bundle import load_bundle as load
     from farmseg.engine_torch import TorchPredictor
     from farmseg.engines import OnnxPredictor
-    from farmseg.inference import _Prepared
-    from farmseg.raster import RasterSource
 
     bundle = load("default")
-    with RasterSource(sample_crop) as src:
-        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256)
-        tiles, _ = prepared.row(0, [0])
-    batch = np.stack([prepared.network_input(t) for t in tiles])
+    batch = sample_network_tile[None]
     a = TorchPredictor(bundle, "cpu", "fp32").predict(batch).argmax(1)
     b = OnnxPredictor(bundle).predict(batch).argmax(1)
     assert (a != b).mean() < 0.002

@@ -123,20 +123,15 @@ def test_auto_engine_follows_the_cpu_features(monkeypatch, int8_ok, native_bf16,
     assert engines.make_predictor(bundle, pixels=pixels).name == expected
 
 
-def test_frozen_bf16_torch_path_matches_fp32_on_a_real_crop(sample_crop):
+def test_frozen_bf16_torch_path_matches_fp32_on_a_real_crop(sample_network_tile):
     """--precision bf16 on CPU runs a frozen bf16 graph; it must give the fp32 classes up
     to a few pixels, for any batch and tile size (traced once, on the first batch)."""
     pytest.importorskip("torch")
     from farmseg.bundle import load_bundle
     from farmseg.engine_torch import TorchPredictor
-    from farmseg.inference import _Prepared
-    from farmseg.raster import RasterSource
 
     bundle = load_bundle("default")
-    with RasterSource(sample_crop) as src:
-        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256)
-        tiles, _ = prepared.row(0, [0])
-    tile = prepared.network_input(tiles[0])
+    tile = sample_network_tile
     fp32 = TorchPredictor(bundle, "cpu", "fp32")
     bf16 = TorchPredictor(bundle, "cpu", "bf16")
     assert bf16.suggested_batch(512) == 1
