@@ -26,7 +26,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          batch=args.batch, lr=args.lr, val_fraction=args.val_fraction,
                          freeze_encoder=args.freeze_encoder, device=args.device,
                          precision=args.precision, seed=args.seed, resume=args.resume,
-                         checkpoint=args.checkpoint)
+                         checkpoint=args.checkpoint, scale_jitter=args.scale_jitter)
     bar = ProgressBar(args.quiet)
 
     def report(progress) -> None:
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CPUs with native bf16 (AVX-512 BF16/AMX)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale-jitter", type=float, default=0.0,
+                   help="resample crops by a random factor up to 1 + this (e.g. 0.3)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the weights in --out (optimizer state is not kept)")
     p.add_argument("--checkpoint", action="store_true",

@@ -167,3 +167,25 @@ def test_loose_files_become_a_training_folder(tmp_path, labeled_dir):
         files += [image, mask]
     folder = folder_from_files(files, tmp_path / "data2")
     assert len(find_labeled_pairs(folder)) == 3
+
+
+def test_scale_jitter_keeps_labels_aligned_and_ignored_pixels_ignored(labeled_dir):
+    from farmseg.training.samples import find_labeled_pairs, load_sample
+    from farmseg.training.trainer import CropSampler, choose_scaling
+
+    sample = load_sample(*find_labeled_pairs(labeled_dir)[0])
+    sample.valid[:, :40] = False  # a nodata strip on the left
+    # an image that equals its label: any misalignment of the resampled pair shows
+    sample.image[:] = (sample.mask * 100).astype(sample.image.dtype)[None]
+    sampler = CropSampler([sample], 96, choose_scaling([sample], None), seed=1,
+                          scale_jitter=0.5)
+    sizes = set()
+    for _ in range(12):
+        image, mask = sampler.resampled_crop(sample)
+        assert image.shape == (3, 96, 96) and mask.shape == (96, 96)
+        known = mask >= 0
+        assert set(np.unique(mask)) <= {-100, 0, 1, 2}
+        agree = np.round(image[0][known] / 100) == mask[known]
+        assert agree.mean() > 0.95  # only resampling edges may differ
+        sizes.add(int(np.count_nonzero(mask == -100)))
+    assert len(sizes) > 3  # crops were taken at several scales and places

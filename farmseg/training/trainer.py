@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     checkpoint: bool = False  # also write the best epoch (marked partial) as training goes
+    scale_jitter: float = 0.0  # crops resampled by a random factor in [1/(1+j), 1+j]
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -133,26 +135,43 @@ def choose_scaling(samples: list[Sample], base_meta: dict[str, Any] | None) -> d
 
 
 class CropSampler:
-    """Random augmented crops (flips, 90° turns, colour jitter) from in-memory samples."""
+    """Random augmented crops (scale, flips, 90° turns, colour jitter) from in-memory samples."""
 
-    def __init__(self, samples: list[Sample], crop: int, scaling: dict[str, Any], seed: int):
+    def __init__(self, samples: list[Sample], crop: int, scaling: dict[str, Any], seed: int,
+                 scale_jitter: float = 0.0):
         self.samples = samples
         self.crop = crop
         self.scaling = scaling
         self.rng = np.random.default_rng(seed)
+        self.max_zoom = 1.0 + scale_jitter
         sizes = np.array([s.shape[0] * s.shape[1] for s in samples], dtype=np.float64)
         self.weights = sizes / sizes.sum()
+
+    def resampled_crop(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """A crop (bands, crop, crop) and its mask (-100 where not valid), taken from a
+        window of a random size around `crop` and resampled to `crop` (fields seen larger
+        or smaller than at the image's own pixel size)."""
+        h, w = sample.shape
+        zoom = float(np.exp(self.rng.uniform(-np.log(self.max_zoom), np.log(self.max_zoom))))
+        size = min(h, w, max(8, round(self.crop / zoom)))
+        y = self.rng.integers(0, h - size + 1)
+        x = self.rng.integers(0, w - size + 1)
+        img = sample.image[:, y:y + size, x:x + size]
+        msk = np.where(sample.valid[y:y + size, x:x + size], sample.mask[y:y + size, x:x + size],
+                       255).astype(np.uint8)
+        if size != self.crop:
+            shape = (self.crop, self.crop)
+            smooth = cv2.INTER_AREA if size > self.crop else cv2.INTER_LINEAR
+            img = np.stack([cv2.resize(band, shape, interpolation=smooth)
+                            for band in img.astype(np.float32)])
+            msk = cv2.resize(msk, shape, interpolation=cv2.INTER_NEAREST)
+        return img, np.where(msk == 255, -100, msk.astype(np.int64))
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         images, masks = [], []
         for _ in range(n):
             sample = self.samples[self.rng.choice(len(self.samples), p=self.weights)]
-            h, w = sample.shape
-            y = self.rng.integers(0, h - self.crop + 1)
-            x = self.rng.integers(0, w - self.crop + 1)
-            img = sample.image[:, y:y + self.crop, x:x + self.crop]
-            msk = sample.mask[y:y + self.crop, x:x + self.crop].astype(np.int64)
-            msk = np.where(sample.valid[y:y + self.crop, x:x + self.crop], msk, -100)
+            img, msk = self.resampled_crop(sample)
             net = apply_scaling(img, self.scaling, [0.0] * img.shape[0], [1.0] * img.shape[0])
             gain = self.rng.uniform(0.8, 1.2, size=(net.shape[0], 1, 1)).astype(np.float32)
             net = np.clip(net * gain + self.rng.uniform(-0.08, 0.08), 0, 1)
@@ -270,7 +289,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     autocast = training_autocast(device, config.precision)
     total_steps = steps * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
-    sampler = CropSampler(train, crop, scaling, config.seed)
+    sampler = CropSampler(train, crop, scaling, config.seed, config.scale_jitter)
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     history: list[EpochReport] = []
     best: dict[str, Any] = {"iou": -math.inf, "state": None, "epoch": 0}
