@@ -27,8 +27,9 @@ def mask_from_binary(binary: np.ndarray) -> np.ndarray:
     return boundary_from_instances(instances)
 
 
-def mask_from_polygons(vector_path: Path, shape: tuple[int, int], transform, crs) -> np.ndarray:
-    """Rasterize field polygons (any CRS) on an image grid -> 3-class mask."""
+def instances_from_polygons(vector_path: Path, shape: tuple[int, int], transform,
+                            crs) -> np.ndarray:
+    """Rasterize field polygons (any CRS) on an image grid -> instance raster (0 = none)."""
     from rasterio import features
 
     from farmseg.vectors import read_polygons, reproject
@@ -37,7 +38,6 @@ def mask_from_polygons(vector_path: Path, shape: tuple[int, int], transform, crs
     geoms = reproject(geoms, source_crs, crs.to_wkt() if crs is not None else None)
     shapes = [(g, i + 1) for i, g in enumerate(geoms)]
     if not shapes:
-        return np.zeros(shape, np.uint8)
-    instances = features.rasterize(shapes, out_shape=shape, transform=transform, fill=0,
-                                   dtype="uint32")
-    return boundary_from_instances(instances)
+        return np.zeros(shape, np.uint32)
+    return features.rasterize(shapes, out_shape=shape, transform=transform, fill=0,
+                              dtype="uint32")

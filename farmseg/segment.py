@@ -21,7 +21,7 @@ from farmseg.fields import CleanSettings, FieldLayer, clean_fields
 from farmseg.inference import TileSettings, infer_job
 from farmseg.jobs import Job, Progress
 from farmseg.raster import Grid, RasterSource, raster_profile_for
-from farmseg.vectorize import VectorizeSettings, vectorize_job
+from farmseg.vectorize import VectorizeSettings, settings_for, vectorize_job
 
 
 @dataclass
@@ -66,19 +66,12 @@ class SegmentResult:
 def vectorize_settings(options: SegmentOptions, bundle: ModelBundle,
                        pixel_area_m2: float = 1.0) -> VectorizeSettings:
     """Thresholds from the model metadata, overridden by explicit options; size filters from
-    the minimum field area (seeds under a quarter of it are noise; fields under half of it
-    in pixels cannot pass the area filter)."""
-    meta = bundle.thresholds
-    min_px = options.min_area_ha * 10_000.0 / max(pixel_area_m2, 1e-12)
-    pick = lambda given, key, default: given if given is not None else meta.get(key, default)  # noqa: E731
-    return VectorizeSettings(
-        method=options.method,
-        field_threshold=pick(options.field_threshold, "field_threshold", 0.5),
-        seed_threshold=pick(options.seed_threshold, "seed_threshold", 0.5),
-        boundary_threshold=pick(options.boundary_threshold, "boundary_threshold", 0.5),
-        band_rows=options.band_rows,
-        min_seed_px=int(min_px * 0.25),
-        min_field_px=int(min_px * 0.5))
+    the minimum field area."""
+    return settings_for(bundle.thresholds, options.min_area_ha, pixel_area_m2,
+                        method=options.method, field_threshold=options.field_threshold,
+                        seed_threshold=options.seed_threshold,
+                        boundary_threshold=options.boundary_threshold,
+                        band_rows=options.band_rows)
 
 
 def _targets(options: SegmentOptions) -> list[Path]:

@@ -52,6 +52,19 @@ class VectorizeSettings:
     min_field_px: int = 0  # skip fields with fewer pixels (they fail the minimum area)
 
 
+def settings_for(thresholds: dict[str, float], min_area_ha: float, pixel_area_m2: float,
+                 **overrides) -> VectorizeSettings:
+    """Settings from a model's thresholds, with size filters from the minimum field area:
+    seeds under a quarter of it are noise, fields under half of it in pixels cannot pass
+    the area filter. `overrides` (not None) replace any field."""
+    known = VectorizeSettings.__dataclass_fields__
+    min_px = min_area_ha * 10_000.0 / max(pixel_area_m2, 1e-12)
+    values = {k: v for k, v in thresholds.items() if k in known}
+    values.update(min_seed_px=int(min_px * 0.25), min_field_px=int(min_px * 0.5))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return VectorizeSettings(**values)
+
+
 @dataclass
 class RawFields:
     """Merged field polygons in the raster CRS with their mean field probability."""

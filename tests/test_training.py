@@ -189,3 +189,23 @@ def test_scale_jitter_keeps_labels_aligned_and_ignored_pixels_ignored(labeled_di
         assert agree.mean() > 0.95  # only resampling edges may differ
         sizes.add(int(np.count_nonzero(mask == -100)))
     assert len(sizes) > 3  # crops were taken at several scales and places
+
+
+def test_validation_counts_the_labelled_fields_not_mask_fragments(tmp_path):
+    """Fields whose interior the boundary band cuts apart stay one reference field."""
+    from farmseg.training.samples import find_labeled_pairs, load_sample
+    from farmseg.training.scoring import score_samples
+
+    name = "40.367546--89.955944.tif"  # 13 fields; the mask's interiors make 16 pieces
+    for sub in ("images", "masks", "instances"):
+        _mkdir(tmp_path / sub)
+        shutil.copy(SHARED / sub / name, tmp_path / sub / name)
+    sample = load_sample(*find_labeled_pairs(tmp_path)[0])
+    with rasterio.open(SHARED / "instances" / name) as src:
+        assert np.array_equal(sample.instances, src.read(1))
+    one_hot = np.stack([sample.mask == k for k in range(3)]).astype(np.float32)
+    score = score_samples([one_hot], [sample], {"field_threshold": 0.5,
+                                                "seed_threshold": 0.5,
+                                                "boundary_threshold": 0.5})
+    assert score.reference == 13
+    assert score.recall > 0.8

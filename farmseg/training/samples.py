@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from farmseg.errors import InputError
-from farmseg.labels import mask_from_binary, mask_from_polygons
+from farmseg.labels import boundary_from_instances, instances_from_polygons, mask_from_binary
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
@@ -25,7 +25,9 @@ MIN_CROP = 32  # the networks downsample 5 times
 
 @dataclass
 class Sample:
-    """One labeled image in memory: raw bands, 3-class mask and valid-pixel mask."""
+    """One labeled image in memory: raw bands, 3-class mask, valid-pixel mask and, where
+    the labels tell fields apart (polygons, or an instances/ raster beside masks/), the
+    field instances that validation scores against."""
 
     name: str
     image: np.ndarray  # (bands, h, w) raw values
@@ -36,6 +38,7 @@ class Sample:
     files: list[str] = field(default_factory=list)
     transform: Affine = field(default_factory=Affine.identity)
     crs: CRS | None = None
+    instances: np.ndarray | None = None  # (h, w) 0 = no field, k = field k
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -97,14 +100,31 @@ def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = No
                          f"{MIN_CROP} px minimum crop")
     if label_path.suffix.lower() in RASTER_SUFFIXES:
         mask = _read_mask(label_path, shape, transform, crs)
+        instances = _read_instances(label_path.parent.parent / "instances" / label_path.name,
+                                    shape, transform, crs)
     else:
-        mask = mask_from_polygons(label_path, shape, transform, crs)
+        instances = instances_from_polygons(label_path, shape, transform, crs)
+        mask = boundary_from_instances(instances)
     if not np.any(mask[valid] > 0):
         raise InputError(label_path, "labels no field pixel (empty mask)")
     if not valid.any():
         raise InputError(image_path, "holds only nodata")
     return Sample(image_path.stem, image, mask, valid, dtype, pixel,
-                  [str(image_path), str(label_path)], transform, crs)
+                  [str(image_path), str(label_path)], transform, crs, instances)
+
+
+def _read_instances(path: Path, shape, transform, crs) -> np.ndarray | None:
+    """An instance raster on the image's grid, if there is one (else None)."""
+    if not path.is_file():
+        return None
+    try:
+        with rasterio.open(path) as src:
+            if ((src.height, src.width) != shape or src.crs != crs
+                    or not src.transform.almost_equals(transform)):
+                raise InputError(path, "instance raster grid differs from its image")
+            return src.read(1)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(path, f"cannot read instance raster ({exc})") from None
 
 
 def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
@@ -154,5 +174,6 @@ def split_validation(samples: list[Sample], fraction: float, seed: int
                                            (val, parts[1], "val", offset)):
             target.append(Sample(f"{sample.name}[{tag}]", sample.image[(slice(None),) + sl],
                                  sample.mask[sl], sample.valid[sl], sample.dtype,
-                                 sample.pixel_size, sample.files, transform, sample.crs))
+                                 sample.pixel_size, sample.files, transform, sample.crs,
+                                 None if sample.instances is None else sample.instances[sl]))
     return train, val

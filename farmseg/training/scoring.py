@@ -15,7 +15,7 @@ from farmseg.inference import PROB_SCALE
 from farmseg.jobs import drain
 from farmseg.raster import Grid, raster_profile_for
 from farmseg.training.samples import Sample
-from farmseg.vectorize import FOUR_CONNECTED, VectorizeSettings, vectorize_job
+from farmseg.vectorize import FOUR_CONNECTED, settings_for, vectorize_job
 
 
 def reference_instances(mask: np.ndarray) -> np.ndarray:
@@ -31,14 +31,14 @@ def reference_instances(mask: np.ndarray) -> np.ndarray:
 
 def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
                   postprocess: dict[str, float], min_area_ha: float = 0.1) -> Score:
-    """Vectorize each sample's probabilities like `segment` does and score the fields."""
-    known = VectorizeSettings.__dataclass_fields__
-    settings = VectorizeSettings(**{k: v for k, v in postprocess.items() if k in known})
+    """Vectorize each sample's probabilities like `segment` does (same thresholds and size
+    filters) and score the fields."""
     total = Score()
     with tempfile.TemporaryDirectory(prefix="farmseg-score-") as tmp:
         for probs, sample in zip(probabilities, samples):
             h, w = sample.shape
             grid = Grid(w, h, sample.transform, sample.crs)
+            settings = settings_for(postprocess, min_area_ha, (grid.pixel_size_m() or 1.0) ** 2)
             path = Path(tmp) / "probs.tif"
             quantized = np.round(probs * PROB_SCALE).astype(np.uint8)
             quantized[:, ~sample.valid] = 0
@@ -49,6 +49,7 @@ def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
             raw = drain(vectorize_job(path, settings))
             layer = clean_fields(raw, CleanSettings(min_area_ha=min_area_ha))
             predicted = rasterize_instances(layer.geoms, grid)
-            total = total + score_instances(predicted, reference_instances(sample.mask),
-                                            sample.valid)
+            reference = (sample.instances if sample.instances is not None
+                         else reference_instances(sample.mask))
+            total = total + score_instances(predicted, reference, sample.valid)
     return total
