@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -74,36 +75,62 @@ def input_scaling(source: RasterSource, bundle: ModelBundle, bands: list[int]) -
                                 bundle.scaling.get("reference"))
 
 
-def pixel_size_warning(source: RasterSource, bundle: ModelBundle) -> str | None:
+def model_scale(source: RasterSource, bundle: ModelBundle) -> float:
+    """Raster pixels per model pixel: rasters whose pixel size differs from the model's by
+    more than 10 % are resampled to it for the network (1.0: read as they are, also when
+    either size in metres is unknown)."""
     expected = bundle.pixel_size_m
     actual = source.grid.pixel_size_m()
-    if expected and actual and not 0.5 <= actual / expected <= 2.0:
-        return (f"{source.path}: pixel size {actual:.2f} m is far from the model's "
-                f"{expected:g} m; results may be poor")
-    return None
+    if not expected or not actual or abs(expected / actual - 1.0) <= 0.1:
+        return 1.0
+    return expected / actual
+
+
+def resampling_note(source: RasterSource, bundle: ModelBundle, scale: float) -> str | None:
+    """What the user should know about resampling (None when there is none)."""
+    if scale == 1.0:
+        return None
+    note = (f"{source.path}: {source.grid.pixel_size_m():.2f} m pixels, model "
+            f"'{bundle.name}' was trained on {bundle.pixel_size_m:g} m; its input is resampled")
+    if not 0.25 <= scale <= 4.0:
+        note += " (a large factor: results may be poor)"
+    return note
 
 
 class _Prepared:
     """Reads rows of tiles (in the prefetch thread) and turns tiles into network input (in
     the inference thread, batch by batch: a prefetched row stays in the raster's dtype,
-    a quarter of its float32 size for 8-bit imagery)."""
+    a quarter of its float32 size for 8-bit imagery). A raster tile of `tile * scale`
+    pixels is read resampled to at most `tile` model pixels."""
 
     def __init__(self, source: RasterSource, bands: list[int], scaling: dict[str, Any],
-                 bundle: ModelBundle, tile: int) -> None:
+                 bundle: ModelBundle, tile: int, scale: float) -> None:
         self.source, self.bands, self.scaling, self.tile = source, bands, scaling, tile
+        self.scale = scale
+        self.raster_tile = raster_tile(tile, scale)
         norm = bundle.meta.get("normalize", {})
         self.mean = norm.get("mean", IMAGENET_MEAN[: len(bands)])
         self.std = norm.get("std", IMAGENET_STD[: len(bands)])
 
+    def model_shape(self, h: int, w: int) -> tuple[int, int] | None:
+        """The network size of a (h, w) raster window (None: read as it is)."""
+        if self.scale == 1.0:
+            return None
+        return (min(self.tile, max(1, round(h / self.scale))),
+                min(self.tile, max(1, round(w / self.scale))))
+
     def row(self, y0: int, xs: list[int]) -> tuple[list[_RawTile | None], np.ndarray]:
         """Raw tiles (None for all-nodata tiles) and validity of the band's rows."""
-        h = min(self.tile, self.source.height - y0)
+        h = min(self.raster_tile, self.source.height - y0)
         tiles: list[_RawTile | None] = []
         valid_row = np.zeros((h, self.source.width), dtype=bool)
         for x0 in xs:
-            w = min(self.tile, self.source.width - x0)
-            data, valid = self.source.read(Window(x0, y0, w, h), self.bands)
-            valid_row[:, x0:x0 + w] = valid
+            w = min(self.raster_tile, self.source.width - x0)
+            window = Window(x0, y0, w, h)
+            data, valid = self.source.read(window, self.bands, self.model_shape(h, w))
+            valid_row[:, x0:x0 + w] = (valid if self.scale == 1.0 else
+                                       cv2.resize(valid.view(np.uint8), (w, h),
+                                                  interpolation=cv2.INTER_NEAREST) > 0)
             tiles.append((data, valid) if valid.any() else None)
         return tiles, valid_row
 
@@ -115,6 +142,20 @@ class _Prepared:
         return pad_to_tile(net, self.tile)
 
 
+def raster_tile(tile: int, scale: float) -> int:
+    """Raster pixels covered by a tile of `tile` model pixels."""
+    return max(1, round(tile * scale))
+
+
+def to_raster_size(probs: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(classes, hm, wm) probabilities in model pixels resized to (classes, h, w)."""
+    if probs.shape[1:] == (h, w):
+        return probs
+    resized = cv2.resize(np.ascontiguousarray(probs.transpose(1, 2, 0)), (w, h),
+                         interpolation=cv2.INTER_LINEAR)
+    return resized.reshape(h, w, -1).transpose(2, 0, 1)
+
+
 def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
               settings: TileSettings, prob_path: Path, bands: list[int] | None = None,
               warn=lambda text: sys.stderr.write(f"farmseg: warning: {text}\n")) -> Job[Path]:
@@ -122,19 +163,22 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
     settings = settings.checked()
     tile, overlap = settings.tile, settings.overlap
     use_bands = model_bands(source, bundle, bands)
-    warning = pixel_size_warning(source, bundle)
-    if warning:
-        warn(warning)
+    scale = model_scale(source, bundle)
+    note = resampling_note(source, bundle, scale)
+    if note:
+        warn(note)
     if source.dtype != bundle.dtype:
         warn(f"{source.path}: {source.dtype} data for a model trained on {bundle.dtype}; "
              "using a per-band percentile stretch matched to the model's training data")
     scaling = input_scaling(source, bundle, use_bands)
     n_classes = len(bundle.classes)
     width, height = source.width, source.height
+    prepared = _Prepared(source, use_bands, scaling, bundle, tile, scale)
+    # tiles are laid out and blended in raster pixels, whatever the model's pixel size
+    tile, overlap = prepared.raster_tile, raster_tile(overlap, scale)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     weights = blend_window(tile, overlap)
     total = len(ys) * len(xs)
-    prepared = _Prepared(source, use_bands, scaling, bundle, tile)
     # a temporary file read once: the fastest deflate level leaves more CPU to the network
     profile = {**raster_profile_for(source.grid, n_classes, "uint8"), "zlevel": 1}
     acc = np.zeros((n_classes, tile, width), dtype=np.float32)
@@ -158,7 +202,9 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
                     x0 = xs[i]
                     w = min(tile, width - x0)
                     h = min(tile, height - y0)
-                    acc[:, :h, x0:x0 + w] += p[:, :h, :w] * weights[:h, :w]
+                    hm, wm = tiles[i][0].shape[1:]
+                    p = to_raster_size(p[:, :hm, :wm], h, w)
+                    acc[:, :h, x0:x0 + w] += p * weights[:h, :w]
                     wsum[:h, x0:x0 + w] += weights[:h, :w]
                 done += len(chunk)
                 yield Progress("segment", done, total, f"{done}/{total} tiles")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from farmseg.bundle import load_bundle
 from farmseg.errors import FarmsegError
-from farmseg.inference import model_bands, pixel_size_warning
+from farmseg.inference import model_bands, model_scale, resampling_note
 from farmseg.raster import RasterSource
 
 
@@ -33,8 +33,8 @@ def describe_raster(path: Path, model: str = "default") -> str:
         try:
             bundle = load_bundle(model)
             model_bands(src, bundle, None)
-            note = pixel_size_warning(src, bundle)
-            verdict = "fits" if note is None else "fits, but " + note.split(": ", 1)[1]
+            note = resampling_note(src, bundle, model_scale(src, bundle))
+            verdict = "fits" if note is None else "fits; " + note.split(": ", 1)[1]
             if src.dtype != bundle.dtype:
                 verdict += f" ({src.dtype} input will be percentile-stretched)"
             lines.append(f"model:      '{bundle.name}' {verdict}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -82,11 +83,23 @@ class RasterSource:
     def height(self) -> int:
         return self.grid.height
 
-    def read(self, window: Window, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(bands, h, w) values and (h, w) validity for a window inside the raster."""
+    def read(self, window: Window, bands: list[int], out_shape: tuple[int, int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(bands, h, w) values and (h, w) validity for a window inside the raster;
+        with `out_shape` (h, w), resampled to it (area average when shrinking, bilinear when
+        enlarging; validity by nearest neighbour)."""
+        values_resampling = masks_resampling = Resampling.nearest
+        if out_shape is not None:
+            shrinking = out_shape[0] * out_shape[1] < window.width * window.height
+            values_resampling = Resampling.average if shrinking else Resampling.bilinear
         try:
-            data = self.dataset.read(bands, window=window)
-            valid = self.dataset.read_masks(bands, window=window).min(axis=0) > 0
+            data = self.dataset.read(bands, window=window, resampling=values_resampling,
+                                     out_shape=None if out_shape is None
+                                     else (len(bands), *out_shape))
+            masks = self.dataset.read_masks(bands, window=window, resampling=masks_resampling,
+                                            out_shape=None if out_shape is None
+                                            else (len(bands), *out_shape))
+            valid = masks.min(axis=0) > 0
         except RasterioIOError as exc:
             raise InputError(self.path, f"cannot read pixels, the file may be truncated or "
                              f"corrupt ({_first_line(exc)})") from None

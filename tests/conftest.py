@@ -50,7 +50,7 @@ def sample_network_tile(sample_crop: Path):
 
     bundle = load_bundle("default")
     with RasterSource(sample_crop) as src:
-        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256)
+        prepared = _Prepared(src, [1, 2, 3], bundle.scaling, bundle, 256, 1.0)
         tiles, _ = prepared.row(0, [0])
     return prepared.network_input(tiles[0])
 

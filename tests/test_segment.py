@@ -100,6 +100,32 @@ def test_geographic_raster_areas_match_the_projected_run(tmp_path, sample_crop):
     assert area[0] > 1 and abs(area[1] - area[0]) / area[0] < 0.05
 
 
+def test_finer_pixels_are_resampled_to_the_model_and_give_the_same_fields(tmp_path,
+                                                                         sample_crop, capsys):
+    """The crop at 0.5 m (each pixel split in four) gives the fields of the 1 m original,
+    on its own 0.5 m grid."""
+    fine = tmp_path / "fine.tif"
+    with rasterio.open(sample_crop) as src:
+        profile = src.profile
+        profile.update(width=src.width * 2, height=src.height * 2,
+                       transform=src.transform * src.transform.scale(0.5, 0.5))
+        data = src.read(out_shape=(src.count, src.height * 2, src.width * 2),
+                        resampling=Resampling.bilinear)
+    with rasterio.open(fine, "w", **profile) as dst:
+        dst.write(data)
+    a, b, probs = tmp_path / "a.gpkg", tmp_path / "b.gpkg", tmp_path / "p.tif"
+    assert _segment(sample_crop, "-o", a) == 0
+    capsys.readouterr()
+    assert _segment(fine, "-o", b, "--prob", probs) == 0
+    assert "0.50 m pixels, model 'default' was trained on 1 m" in capsys.readouterr().err
+    with rasterio.open(probs) as src:
+        assert (src.width, src.height) == (768, 768)
+    unions = [shapely.union_all(shapely.from_wkb(pyogrio.raw.read(p)[2])) for p in (a, b)]
+    assert unions[0].intersection(unions[1]).area / unions[0].union(unions[1]).area > 0.95
+    counts = [pyogrio.read_info(p)["features"] for p in (a, b)]
+    assert abs(counts[0] - counts[1]) <= max(2, 0.1 * counts[0])
+
+
 @pytest.mark.parametrize("suffix,extra", [(".geojson", []), (".shp", [".shx", ".dbf", ".prj",
                                                                          ".cpg"]),
                                           (".gpkg", []), (".kml", [])])
