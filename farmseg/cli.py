@@ -26,7 +26,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          batch=args.batch, lr=args.lr, val_fraction=args.val_fraction,
                          freeze_encoder=args.freeze_encoder, device=args.device,
                          precision=args.precision, seed=args.seed, resume=args.resume,
-                         checkpoint=args.checkpoint, scale_jitter=args.scale_jitter)
+                         checkpoint=args.checkpoint, scale_jitter=args.scale_jitter,
+                         pixel_size=args.pixel_size)
     bar = ProgressBar(args.quiet)
 
     def report(progress) -> None:
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CPUs with native bf16 (AVX-512 BF16/AMX)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pixel-size", type=float,
+                   help="train at this pixel size in metres (images resampled; the model "
+                        "then resamples any raster to it)")
     p.add_argument("--scale-jitter", type=float, default=0.0,
                    help="resample crops by a random factor up to 1 + this (e.g. 0.3)")
     p.add_argument("--resume", action="store_true",

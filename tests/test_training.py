@@ -209,3 +209,39 @@ def test_validation_counts_the_labelled_fields_not_mask_fragments(tmp_path):
                                                 "boundary_threshold": 0.5})
     assert score.reference == 13
     assert score.recall > 0.8
+
+
+def test_a_model_trained_at_2_m_resamples_1_m_rasters(tmp_path, labeled_dir, sample_crop,
+                                                      capsys):
+    out = tmp_path / "coarse"
+    assert main(["train", "--data", str(labeled_dir), "--base", "default", "--out", str(out),
+                 "--pixel-size", "2", "--epochs", "1", "--tile", "64", "--batch", "4",
+                 "-q"]) == 0
+    assert load_bundle(out).pixel_size_m == 2.0
+    capsys.readouterr()
+    probs = tmp_path / "p.tif"
+    assert main(["segment", str(sample_crop), "-o", str(tmp_path / "f.gpkg"), "--prob",
+                 str(probs), "--model", str(out), "-q"]) == 0
+    assert "1.00 m pixels, model 'coarse' was trained on 2 m" in capsys.readouterr().err
+    with rasterio.open(probs) as src, rasterio.open(sample_crop) as image:
+        assert (src.width, src.height, src.transform) == (image.width, image.height,
+                                                          image.transform)
+
+
+def test_resampled_sample_keeps_its_fields_and_footprint(labeled_dir):
+    from farmseg.labels import boundary_from_instances
+    from farmseg.training.samples import load_sample, resampled
+
+    name = next((labeled_dir / "images").iterdir()).name
+    shutil.copytree(labeled_dir, labeled_dir.parent / "with_instances")
+    data = labeled_dir.parent / "with_instances"
+    write_crop(SHARED / "instances" / name, data / "instances" / name, 200, 300, 192, 160)
+    sample = load_sample(data / "images" / name, data / "masks" / name)
+    coarse = resampled(sample, 2.0)
+    assert coarse.shape == (80, 96) and coarse.pixel_size == 2.0
+    assert coarse.transform.a == 2 * sample.transform.a
+    assert (coarse.transform.c, coarse.transform.f) == (sample.transform.c, sample.transform.f)
+    big = [i for i, n in zip(*np.unique(sample.instances, return_counts=True)) if n > 400 and i]
+    assert set(big) <= set(np.unique(coarse.instances))
+    assert np.array_equal(coarse.mask, boundary_from_instances(coarse.instances))
+    assert abs(coarse.image.mean() - sample.image.mean()) < 2

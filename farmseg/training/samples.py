@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
@@ -145,6 +146,30 @@ def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
     if values.max() <= 1:
         return mask_from_binary(mask)
     return mask.astype(np.uint8)
+
+
+def resampled(sample: Sample, pixel_size: float) -> Sample:
+    """The sample on a grid of `pixel_size` (CRS units, metres for projected data): image
+    averaged over each new pixel (or interpolated when enlarging), labels and validity
+    by nearest neighbour, the boundary band rebuilt from the instances when known."""
+    factor = pixel_size / sample.pixel_size
+    if abs(factor - 1.0) < 1e-6:
+        return sample
+    h, w = sample.shape
+    nh, nw = max(MIN_CROP, round(h / factor)), max(MIN_CROP, round(w / factor))
+    smooth = cv2.INTER_AREA if factor > 1 else cv2.INTER_LINEAR
+    image = np.stack([cv2.resize(band.astype(np.float32), (nw, nh), interpolation=smooth)
+                      for band in sample.image])
+    if np.issubdtype(sample.image.dtype, np.integer):
+        image = np.rint(image)
+    rows = np.minimum(((np.arange(nh) + 0.5) * h / nh).astype(int), h - 1)
+    cols = np.minimum(((np.arange(nw) + 0.5) * w / nw).astype(int), w - 1)
+    nearest = np.ix_(rows, cols)
+    instances = None if sample.instances is None else sample.instances[nearest]
+    mask = sample.mask[nearest] if instances is None else boundary_from_instances(instances)
+    return Sample(sample.name, image.astype(sample.image.dtype), mask, sample.valid[nearest],
+                  sample.dtype, pixel_size, sample.files,
+                  sample.transform * Affine.scale(w / nw, h / nh), sample.crs, instances)
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int

@@ -29,7 +29,7 @@ from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bun
                           save_weights, smp_arch, smp_encoder)
 from farmseg.scaling import (apply_scaling, fixed_scaling, percentile_scaling,
                              reference_percentiles, stretch_to_reference)
-from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample,
+from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample, resampled,
                                       split_validation)
 from farmseg.training.scoring import score_samples
 
@@ -59,6 +59,7 @@ class TrainConfig:
     resume: bool = False
     checkpoint: bool = False  # also write the best epoch (marked partial) as training goes
     scale_jitter: float = 0.0  # crops resampled by a random factor in [1/(1+j), 1+j]
+    pixel_size: float | None = None  # train at this pixel size (m); None: the data's own
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -244,6 +245,8 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
 
 def load_samples(config: TrainConfig, bands: list[int] | None) -> list[Sample]:
     samples = [load_sample(img, lbl, bands) for img, lbl in find_labeled_pairs(Path(config.data))]
+    if config.pixel_size:
+        samples = [resampled(s, config.pixel_size) for s in samples]
     counts = {s.image.shape[0] for s in samples}
     dtypes = {s.dtype for s in samples}
     if len(counts) > 1 or len(dtypes) > 1:
