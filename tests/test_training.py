@@ -30,6 +30,8 @@ def test_fine_tune_from_the_cli_prints_before_and_after(tmp_path, labeled_dir, c
     meta = json.loads((out / "farmseg.json").read_text())
     assert meta["training"]["base"] == "default" and meta["partial"] is False
     assert {"base_val_field_f1", "val_field_f1"} <= set(meta["metrics"])
+    # the base's reduced-precision verdicts and validation figures are not inherited
+    assert "precision" not in meta and "val_field_f1_threshold_only" not in meta["metrics"]
     assert len(meta["training"]["files"]) == 6
     fields = tmp_path / "f.gpkg"
     assert main(["segment", str(sample_crop), "-o", str(fields), "--model", str(out), "-q"]) == 0

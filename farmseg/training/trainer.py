@@ -344,7 +344,9 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
             "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(),
         }
-        metrics = dict(meta.get("metrics", {})) if base else {}
+        # the base's validation figures and reduced-precision verdicts are not this model's
+        meta.pop("precision", None)
+        metrics: dict[str, Any] = {}
         metrics["val_field_iou"] = round(best["iou"], 4) if val and best["state"] is not None else None
         if "f1" in final_score:
             metrics["val_pixel_iou"] = round(final_score["iou"], 4)
