@@ -129,8 +129,7 @@ class _Prepared:
             window = Window(x0, y0, w, h)
             data, valid = self.source.read(window, self.bands, self.model_shape(h, w))
             valid_row[:, x0:x0 + w] = (valid if self.scale == 1.0 else
-                                       cv2.resize(valid.view(np.uint8), (w, h),
-                                                  interpolation=cv2.INTER_NEAREST) > 0)
+                                       self.source.valid(window, self.bands))
             tiles.append((data, valid) if valid.any() else None)
         return tiles, valid_row
 

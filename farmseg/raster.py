@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -106,6 +106,15 @@ class RasterSource:
         if np.issubdtype(data.dtype, np.floating):
             valid &= np.isfinite(data).all(axis=0)
         return data, valid
+
+    def valid(self, window: Window, bands: list[int]) -> np.ndarray:
+        """(h, w) validity of a window at full resolution; no pixel read when the raster
+        declares every pixel valid (no nodata, mask or alpha; not floating point)."""
+        floating = np.issubdtype(np.dtype(self.dtype), np.floating)
+        flags = self.dataset.mask_flag_enums
+        if not floating and all(MaskFlags.all_valid in flags[b - 1] for b in bands):
+            return np.ones((int(window.height), int(window.width)), bool)
+        return self.read(window, bands)[1]
 
     def sample_windows(self, count: int = 16, size: int = 256) -> list[Window]:
         """Up to `count` windows spread over the raster, for statistics."""
