@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,18 @@ class _Prepared:
         return pad_to_tile(net, self.tile)
 
 
+MAX_RASTER_TILE = 2048  # raster pixels a tile may span: memory holds a row of tiles
+
+
+def tile_for_scale(settings: TileSettings, scale: float) -> TileSettings:
+    """Smaller network tiles where resampling would make a tile span more than
+    MAX_RASTER_TILE raster pixels (e.g. 10 cm drone imagery for a 1 m model)."""
+    if settings.tile * scale <= MAX_RASTER_TILE:
+        return settings
+    tile = max(64, int(MAX_RASTER_TILE / scale) // 32 * 32)
+    return replace(settings, tile=tile, overlap=min(settings.overlap, tile // 4))
+
+
 def raster_tile(tile: int, scale: float) -> int:
     """Raster pixels covered by a tile of `tile` model pixels."""
     return max(1, round(tile * scale))
@@ -159,10 +171,10 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
               settings: TileSettings, prob_path: Path, bands: list[int] | None = None,
               warn=lambda text: sys.stderr.write(f"farmseg: warning: {text}\n")) -> Job[Path]:
     """Write class probabilities (uint8, one band per class, 0..255) to `prob_path`."""
-    settings = settings.checked()
-    tile, overlap = settings.tile, settings.overlap
     use_bands = model_bands(source, bundle, bands)
     scale = model_scale(source, bundle)
+    settings = tile_for_scale(settings.checked(), scale)
+    tile, overlap = settings.tile, settings.overlap
     note = resampling_note(source, bundle, scale)
     if note:
         warn(note)

@@ -82,3 +82,12 @@ def test_pixelwise_model_has_no_seams(tmp_path):
     small = _infer(crop, RampPredictor(), tile=64, overlap=16, tmp=tmp_path)
     large = _infer(crop, RampPredictor(), tile=256, overlap=0, tmp=tmp_path)
     assert np.abs(small.astype(int) - large.astype(int)).max() <= 1
+
+
+def test_tiles_of_very_fine_rasters_stay_within_the_memory_bound():
+    from farmseg.inference import MAX_RASTER_TILE, raster_tile, tile_for_scale
+
+    assert tile_for_scale(TileSettings(512, 64, 2), 2.0) == TileSettings(512, 64, 2)
+    drone = tile_for_scale(TileSettings(512, 64, 2), 10.0)  # 10 cm pixels, 1 m model
+    assert drone.tile % 32 == 0 and raster_tile(drone.tile, 10.0) <= MAX_RASTER_TILE
+    assert drone.checked() == drone and 0 < drone.overlap < drone.tile // 2
