@@ -128,12 +128,14 @@ class ModelBundle:
         return self.int8_path.is_file() and bool(check.get("accepted"))
 
     def describe(self) -> str:
-        """One line: what the model expects."""
+        """One line: what the model expects, and its validation field F1 when measured."""
         px = f"{self.pixel_size_m:g} m" if self.pixel_size_m else "any pixel size"
         partial = " (partial)" if self.meta.get("partial") else ""
+        f1 = self.meta.get("metrics", {}).get("val_field_f1")
+        scored = f", validation field F1 {f1:.3f}" if f1 is not None else ""
         return (
             f"{self.name}{partial}: {self.arch}/{self.encoder}, bands {self.band_names} "
-            f"{self.dtype}, {px}, classes {self.classes}"
+            f"{self.dtype}, {px}, classes {self.classes}{scored}"
         )
 
 

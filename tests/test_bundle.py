@@ -19,6 +19,16 @@ def test_default_bundle_is_self_describing():
     assert bundle.meta["training"]["validation"], "provenance lists the validation images"
 
 
+def test_models_lists_both_bundled_models_with_their_measured_f1(capsys):
+    from farmseg.cli import main
+
+    assert main(["models"]) == 0
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name, pixel in (("default", "1 m"), ("fast", "2 m")):
+        f1 = load_bundle(name).meta["metrics"]["val_field_f1"]
+        assert f", {pixel}, " in lines[name] and f"validation field F1 {f1:.3f}" in lines[name]
+
+
 def test_round_trip_gives_the_same_predictions(tmp_path):
     torch = pytest.importorskip("torch")
     from farmseg.nets import network_from_bundle, save_weights
