@@ -22,7 +22,7 @@ from farmseg.bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
 from farmseg.engines import Predictor
 from farmseg.errors import ModelError
 from farmseg.jobs import Job, Progress
-from farmseg.raster import RasterSource, raster_profile_for
+from farmseg.raster import RasterSource, close_pixel_sizes, raster_profile_for
 from farmseg.scaling import apply_scaling, stretch_to_reference
 from farmseg.tiling import blend_window, pad_to_tile, tile_starts
 
@@ -81,7 +81,7 @@ def model_scale(source: RasterSource, bundle: ModelBundle) -> float:
     either size in metres is unknown)."""
     expected = bundle.pixel_size_m
     actual = source.grid.pixel_size_m()
-    if not expected or not actual or abs(expected / actual - 1.0) <= 0.1:
+    if not expected or not actual or close_pixel_sizes(expected, actual):
         return 1.0
     return expected / actual
 

@@ -52,6 +52,11 @@ class Grid:
         return rasterio.windows.transform(window, self.transform)
 
 
+def close_pixel_sizes(a: float, b: float) -> bool:
+    """Pixel sizes within 10 % of each other: used as they are, never resampled."""
+    return abs(a / b - 1.0) <= 0.1
+
+
 class RasterSource:
     """An open raster, read by windows; pixel validity from nodata, masks, alpha and NaN."""
 

@@ -247,3 +247,17 @@ def test_resampled_sample_keeps_its_fields_and_footprint(labeled_dir):
     assert set(big) <= set(np.unique(coarse.instances))
     assert np.array_equal(coarse.mask, boundary_from_instances(coarse.instances))
     assert abs(coarse.image.mean() - sample.image.mean()) < 2
+
+
+def test_fine_tuning_keeps_the_base_models_pixel_size(tmp_path, labeled_dir):
+    """Tiles at 2 m fine-tune the 1 m default at 1 m (they are resampled), so the tuned
+    model still reads any imagery the way the base does."""
+    from farmseg.training.trainer import TrainConfig, train_job
+
+    for path in labeled_dir.glob("*/*.tif"):  # the same pixels, declared 2 m
+        with rasterio.open(path, "r+") as ds:
+            ds.transform = ds.transform * ds.transform.scale(2, 2)
+    out = tmp_path / "tuned"
+    run_job(train_job(TrainConfig(data=str(labeled_dir), out=str(out), base="default",
+                                  epochs=1, tile=64, batch=4)))
+    assert load_bundle(out).pixel_size_m == 1.0

@@ -18,6 +18,7 @@ from rasterio.transform import Affine
 
 from farmseg.errors import InputError
 from farmseg.labels import boundary_from_instances, instances_from_polygons, mask_from_binary
+from farmseg.raster import Grid, close_pixel_sizes
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")
@@ -35,7 +36,7 @@ class Sample:
     mask: np.ndarray  # (h, w) uint8 0/1/2
     valid: np.ndarray  # (h, w) bool
     dtype: str
-    pixel_size: float
+    pixel_size: float  # metres (CRS units without a CRS)
     files: list[str] = field(default_factory=list)
     transform: Affine = field(default_factory=Affine.identity)
     crs: CRS | None = None
@@ -88,7 +89,8 @@ def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = No
             valid = src.dataset_mask() > 0
             transform, crs, shape = src.transform, src.crs, (src.height, src.width)
             dtype = src.dtypes[0]
-            pixel = abs(src.transform.a) or 1.0
+            pixel = (Grid(src.width, src.height, src.transform, crs).pixel_size_m()
+                     or abs(src.transform.a) or 1.0)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(image_path, f"cannot read image ({exc})") from None
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
@@ -149,12 +151,12 @@ def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
 
 
 def resampled(sample: Sample, pixel_size: float) -> Sample:
-    """The sample on a grid of `pixel_size` (CRS units, metres for projected data): image
+    """The sample on a grid of `pixel_size` metres (unchanged when within 10 % of it): image
     averaged over each new pixel (or interpolated when enlarging), labels and validity
     by nearest neighbour, the boundary band rebuilt from the instances when known."""
-    factor = pixel_size / sample.pixel_size
-    if abs(factor - 1.0) < 1e-6:
+    if close_pixel_sizes(pixel_size, sample.pixel_size):
         return sample
+    factor = pixel_size / sample.pixel_size
     h, w = sample.shape
     nh, nw = max(MIN_CROP, round(h / factor)), max(MIN_CROP, round(w / factor))
     smooth = cv2.INTER_AREA if factor > 1 else cv2.INTER_LINEAR

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from farmseg import __version__
 from farmseg.bundle import (CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, SCHEMA_VERSION,
-                            WEIGHTS_NAME, load_bundle, write_bundle_atomically, write_meta)
+                            WEIGHTS_NAME, ModelBundle, load_bundle, write_bundle_atomically,
+                            write_meta)
 from farmseg.errors import InputError, UsageError
 from farmseg.jobs import Job, Progress
 from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bundle,
@@ -59,7 +60,7 @@ class TrainConfig:
     resume: bool = False
     checkpoint: bool = False  # also write the best epoch (marked partial) as training goes
     scale_jitter: float = 0.0  # crops resampled by a random factor in [1/(1+j), 1+j]
-    pixel_size: float | None = None  # train at this pixel size (m); None: the data's own
+    pixel_size: float | None = None  # train at this pixel size (m); None: the base's
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -243,10 +244,14 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
     return ce + dice
 
 
-def load_samples(config: TrainConfig, bands: list[int] | None) -> list[Sample]:
-    samples = [load_sample(img, lbl, bands) for img, lbl in find_labeled_pairs(Path(config.data))]
-    if config.pixel_size:
-        samples = [resampled(s, config.pixel_size) for s in samples]
+def load_samples(config: TrainConfig, base: ModelBundle | None) -> list[Sample]:
+    """The labeled images, at the asked pixel size, else at the base model's (imagery for
+    it is resampled to that size anyway), else at their own."""
+    samples = [load_sample(img, lbl, base.bands if base else None)
+               for img, lbl in find_labeled_pairs(Path(config.data))]
+    pixel_size = config.pixel_size or (base.pixel_size_m if base else None)
+    if pixel_size:
+        samples = [resampled(s, pixel_size) for s in samples]
     counts = {s.image.shape[0] for s in samples}
     dtypes = {s.dtype for s in samples}
     if len(counts) > 1 or len(dtypes) > 1:
@@ -262,7 +267,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     base = load_bundle(config.base) if config.base else None
     if config.resume:
         base = load_bundle(config.out)
-    samples = load_samples(config, base.bands if base else None)
+    samples = load_samples(config, base)
     train, val = split_validation(samples, config.val_fraction, config.seed)
     crop = min([config.tile] + [min(s.shape) for s in train])
     crop = max(32, crop - crop % 32)
