@@ -92,9 +92,14 @@ def resampling_note(source: RasterSource, bundle: ModelBundle, scale: float) -> 
         return None
     note = (f"{source.path}: {source.grid.pixel_size_m():.2f} m pixels, model "
             f"'{bundle.name}' was trained on {bundle.pixel_size_m:g} m; its input is resampled")
-    if not 0.25 <= scale <= 4.0:
-        note += " (a large factor: results may be poor)"
-    return note
+    if not large_resampling(scale):
+        return note
+    return note + " (a large factor: results may be poor)"
+
+
+def large_resampling(scale: float) -> bool:
+    """More than a factor of 2 either way: worth a warning, not just a note."""
+    return not 0.5 <= scale <= 2.0
 
 
 class _Prepared:
@@ -175,9 +180,8 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
     scale = model_scale(source, bundle)
     settings = tile_for_scale(settings.checked(), scale)
     tile, overlap = settings.tile, settings.overlap
-    note = resampling_note(source, bundle, scale)
-    if note:
-        warn(note)
+    if large_resampling(scale):  # `farmseg info` tells of any resampling
+        warn(resampling_note(source, bundle, scale))
     if source.dtype != bundle.dtype:
         warn(f"{source.path}: {source.dtype} data for a model trained on {bundle.dtype}; "
              "using a per-band percentile stretch matched to the model's training data")

@@ -118,13 +118,24 @@ def test_finer_pixels_are_resampled_to_the_model_and_give_the_same_fields(tmp_pa
     assert _segment(sample_crop, "-o", a) == 0
     capsys.readouterr()
     assert _segment(fine, "-o", b, "--prob", probs) == 0
-    assert "0.50 m pixels, model 'default' was trained on 1 m" in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().err  # a factor of 2 is no cause for worry
+    assert main(["info", str(fine)]) == 0
+    assert "0.50 m pixels, model 'default' was trained on 1 m" in capsys.readouterr().out
     with rasterio.open(probs) as src:
         assert (src.width, src.height) == (768, 768)
     unions = [shapely.union_all(shapely.from_wkb(pyogrio.raw.read(p)[2])) for p in (a, b)]
     assert unions[0].intersection(unions[1]).area / unions[0].union(unions[1]).area > 0.95
     counts = [pyogrio.read_info(p)["features"] for p in (a, b)]
     assert abs(counts[0] - counts[1]) <= max(2, 0.1 * counts[0])
+
+
+def test_a_large_resampling_factor_is_a_warning(tmp_path, capsys):
+    coarse = write_crop(SAMPLE, tmp_path / "coarse.tif", 0, 0, 96, 96)
+    with rasterio.open(coarse, "r+") as ds:  # the same pixels, declared 5 m
+        ds.transform = ds.transform * ds.transform.scale(5, 5)
+    assert _segment(coarse, "-o", tmp_path / "c.gpkg") == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "5.00 m pixels" in err and "results may be poor" in err
 
 
 @pytest.mark.parametrize("suffix,extra", [(".geojson", []), (".shp", [".shx", ".dbf", ".prj",

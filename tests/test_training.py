@@ -224,7 +224,8 @@ def test_a_model_trained_at_2_m_resamples_1_m_rasters(tmp_path, labeled_dir, sam
     probs = tmp_path / "p.tif"
     assert main(["segment", str(sample_crop), "-o", str(tmp_path / "f.gpkg"), "--prob",
                  str(probs), "--model", str(out), "-q"]) == 0
-    assert "1.00 m pixels, model 'coarse' was trained on 2 m" in capsys.readouterr().err
+    assert main(["info", str(sample_crop), "--model", str(out)]) == 0
+    assert "1.00 m pixels, model 'coarse' was trained on 2 m" in capsys.readouterr().out
     with rasterio.open(probs) as src, rasterio.open(sample_crop) as image:
         assert (src.width, src.height, src.transform) == (image.width, image.height,
                                                           image.transform)
