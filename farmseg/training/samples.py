@@ -120,27 +120,26 @@ def _read_instances(path: Path, shape, transform, crs) -> np.ndarray | None:
     """An instance raster on the image's grid, if there is one (else None)."""
     if not path.is_file():
         return None
-    try:
-        with rasterio.open(path) as src:
-            if ((src.height, src.width) != shape or src.crs != crs
-                    or not src.transform.almost_equals(transform)):
-                raise InputError(path, "instance raster grid differs from its image")
-            return src.read(1)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(path, f"cannot read instance raster ({exc})") from None
+    return _read_on_grid(path, shape, transform, crs, "instance raster")
 
 
-def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
+def _read_on_grid(path: Path, shape, transform, crs, what: str) -> np.ndarray:
+    """Band 1 of a label raster that must lie on its image's grid."""
     try:
         with rasterio.open(path) as src:
             if (src.height, src.width) != shape:
-                raise InputError(path, f"mask is {src.width}x{src.height} px, its image is "
+                raise InputError(path, f"{what} is {src.width}x{src.height} px, its image is "
                                  f"{shape[1]}x{shape[0]}")
             if src.crs != crs or not src.transform.almost_equals(transform):
-                raise InputError(path, "mask grid (CRS or geotransform) differs from its image")
-            mask = src.read(1)
+                raise InputError(path, f"{what} grid (CRS or geotransform) differs from its "
+                                 "image")
+            return src.read(1)
     except rasterio.errors.RasterioIOError as exc:
-        raise InputError(path, f"cannot read mask ({exc})") from None
+        raise InputError(path, f"cannot read {what} ({exc})") from None
+
+
+def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
+    mask = _read_on_grid(path, shape, transform, crs, "mask")
     values = np.unique(mask)
     if values.min() < 0 or values.max() > 2:
         raise InputError(path, f"mask classes must be 0 (background), 1 (field), 2 (boundary); "
@@ -148,6 +147,15 @@ def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
     if values.max() <= 1:
         return mask_from_binary(mask)
     return mask.astype(np.uint8)
+
+
+def resize_bands(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(bands, h, w) resized to (bands, height, width) float32: averaged over each new pixel
+    when shrinking, interpolated when enlarging."""
+    shrinking = height * width < image.shape[1] * image.shape[2]
+    smooth = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(band, (width, height), interpolation=smooth)
+                     for band in image.astype(np.float32)])
 
 
 def resampled(sample: Sample, pixel_size: float) -> Sample:
@@ -159,9 +167,7 @@ def resampled(sample: Sample, pixel_size: float) -> Sample:
     factor = pixel_size / sample.pixel_size
     h, w = sample.shape
     nh, nw = max(MIN_CROP, round(h / factor)), max(MIN_CROP, round(w / factor))
-    smooth = cv2.INTER_AREA if factor > 1 else cv2.INTER_LINEAR
-    image = np.stack([cv2.resize(band.astype(np.float32), (nw, nh), interpolation=smooth)
-                      for band in sample.image])
+    image = resize_bands(sample.image, nh, nw)
     if np.issubdtype(sample.image.dtype, np.integer):
         image = np.rint(image)
     rows = np.minimum(((np.arange(nh) + 0.5) * h / nh).astype(int), h - 1)

@@ -31,7 +31,7 @@ from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bun
 from farmseg.scaling import (apply_scaling, fixed_scaling, percentile_scaling,
                              reference_percentiles, stretch_to_reference)
 from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample, resampled,
-                                      split_validation)
+                                      resize_bands, split_validation)
 from farmseg.training.scoring import score_samples
 
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
@@ -162,11 +162,8 @@ class CropSampler:
         msk = np.where(sample.valid[y:y + size, x:x + size], sample.mask[y:y + size, x:x + size],
                        255).astype(np.uint8)
         if size != self.crop:
-            shape = (self.crop, self.crop)
-            smooth = cv2.INTER_AREA if size > self.crop else cv2.INTER_LINEAR
-            img = np.stack([cv2.resize(band, shape, interpolation=smooth)
-                            for band in img.astype(np.float32)])
-            msk = cv2.resize(msk, shape, interpolation=cv2.INTER_NEAREST)
+            img = resize_bands(img, self.crop, self.crop)
+            msk = cv2.resize(msk, (self.crop, self.crop), interpolation=cv2.INTER_NEAREST)
         return img, np.where(msk == 255, -100, msk.astype(np.int64))
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
