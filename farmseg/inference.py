@@ -179,7 +179,6 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
     use_bands = model_bands(source, bundle, bands)
     scale = model_scale(source, bundle)
     settings = tile_for_scale(settings.checked(), scale)
-    tile, overlap = settings.tile, settings.overlap
     if large_resampling(scale):  # `farmseg info` tells of any resampling
         warn(resampling_note(source, bundle, scale))
     if source.dtype != bundle.dtype:
@@ -188,9 +187,9 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
     scaling = input_scaling(source, bundle, use_bands)
     n_classes = len(bundle.classes)
     width, height = source.width, source.height
-    prepared = _Prepared(source, use_bands, scaling, bundle, tile, scale)
+    prepared = _Prepared(source, use_bands, scaling, bundle, settings.tile, scale)
     # tiles are laid out and blended in raster pixels, whatever the model's pixel size
-    tile, overlap = prepared.raster_tile, raster_tile(overlap, scale)
+    tile, overlap = prepared.raster_tile, raster_tile(settings.overlap, scale)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     weights = blend_window(tile, overlap)
     total = len(ys) * len(xs)
