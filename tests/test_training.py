@@ -27,6 +27,8 @@ def test_fine_tune_from_the_cli_prints_before_and_after(tmp_path, labeled_dir, c
                  "--epochs", "1", "--tile", "64", "--batch", "4", "-q"]) == 0
     text = capsys.readouterr().out
     assert "base default" in text and "fine-tuned" in text and "field F1" in text
+    epoch_line = next(line for line in text.splitlines() if line.startswith("epoch 1:"))
+    assert "val field IoU" in epoch_line and "field F1" in epoch_line
     meta = json.loads((out / "farmseg.json").read_text())
     assert meta["training"]["base"] == "default" and meta["partial"] is False
     assert {"base_val_field_f1", "val_field_f1"} <= set(meta["metrics"])

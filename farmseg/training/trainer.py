@@ -421,7 +421,8 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
                     write(partial=True)
             yield Progress("epoch", epoch, config.epochs,
                            f"epoch {epoch}: loss {history[-1].train_loss:.3f}"
-                           + (f", val field IoU {val_iou:.3f}" if val_iou is not None else ""),
+                           + (f", val field IoU {val_iou:.3f}, field F1 {val_f1:.3f}"
+                              if val_iou is not None else ""),
                            {"epoch": epoch, "loss": history[-1].train_loss, "val_iou": val_iou,
                             "val_f1": val_f1, "base_val_iou": base_iou})
         if val:
