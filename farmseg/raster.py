@@ -93,17 +93,16 @@ class RasterSource:
         """(bands, h, w) values and (h, w) validity for a window inside the raster;
         with `out_shape` (h, w), resampled to it (area average when shrinking, bilinear when
         enlarging; validity by nearest neighbour)."""
-        values_resampling = masks_resampling = Resampling.nearest
+        shape = None if out_shape is None else (len(bands), *out_shape)
+        values_resampling = Resampling.nearest
         if out_shape is not None:
             shrinking = out_shape[0] * out_shape[1] < window.width * window.height
             values_resampling = Resampling.average if shrinking else Resampling.bilinear
         try:
-            data = self.dataset.read(bands, window=window, resampling=values_resampling,
-                                     out_shape=None if out_shape is None
-                                     else (len(bands), *out_shape))
-            masks = self.dataset.read_masks(bands, window=window, resampling=masks_resampling,
-                                            out_shape=None if out_shape is None
-                                            else (len(bands), *out_shape))
+            data = self.dataset.read(bands, window=window, out_shape=shape,
+                                     resampling=values_resampling)
+            masks = self.dataset.read_masks(bands, window=window, out_shape=shape,
+                                            resampling=Resampling.nearest)
             valid = masks.min(axis=0) > 0
         except RasterioIOError as exc:
             raise InputError(self.path, f"cannot read pixels, the file may be truncated or "
