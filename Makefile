@@ -60,7 +60,7 @@ clean:
 	rm -rf runs build dist .pytest_cache
 
 finetune-check: $(STAMP)
-	$(BIN)/python -m farmseg.finetune_check --data $(DATA)
+	$(BIN)/python -m farmseg.tools.finetune_check --data $(DATA)
 
 # Standalone Linux desktop package (no Python, no torch needed to run it; see README,
 # "Desktop package"): own build venv build/pkg-venv, PyInstaller one-folder app in

@@ -59,11 +59,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from farmseg.segment import SegmentOptions, segment_job
+    from farmseg.pipeline.segment import SegmentOptions, segment_job
 
     options = SegmentOptions(
         input=Path(args.input), output=Path(args.output), model=args.model, engine=args.engine,
-        device=args.device, precision=args.precision, tile=args.tile, overlap=args.overlap, batch=args.batch,
+        device=args.device, precision=args.precision, tile=args.tile, overlap=args.overlap,
+        batch=args.batch,
         bands=args.bands, min_area_ha=args.min_area_ha, min_hole_ha=args.min_hole_ha,
         method=args.method, field_threshold=args.field_threshold,
         seed_threshold=args.seed_threshold, boundary_threshold=args.boundary_threshold,
@@ -85,7 +86,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from farmseg.info import describe_raster
+    from farmseg.tools.info import describe_raster
 
     print(describe_raster(Path(args.input), args.model))
     return 0
@@ -99,8 +100,8 @@ def _print_score(label: str, score) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from farmseg.bundle import load_bundle
-    from farmseg.validation import record_metrics, validate_job
+    from farmseg.models.bundle import load_bundle
+    from farmseg.scoring.validation import record_metrics, validate_job
 
     bundle = load_bundle(args.model)
     bar = ProgressBar(args.quiet)
@@ -129,7 +130,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from farmseg.bench import bench, bench_vectorize, seam_check
+    from farmseg.tools.bench import bench, bench_vectorize, seam_check
 
     if args.seams:
         print(seam_check(args.size, args.model), flush=True)
@@ -142,8 +143,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from farmseg.evaluate import evaluate_files
-    from farmseg.report import write_report
+    from farmseg.scoring.evaluate import evaluate_files
+    from farmseg.scoring.report import write_report
 
     evaluation = evaluate_files(Path(args.pred), Path(args.ref), args.image and Path(args.image))
     score = evaluation.score
@@ -164,7 +165,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from farmseg.onnx_export import export_bundle_onnx
+    from farmseg.models.onnx_export import export_bundle_onnx
 
     path, diff = export_bundle_onnx(args.model)
     print(f"written: {path} (max |torch - onnx| probability difference {diff:.1e})")
@@ -172,7 +173,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_checkpoint(args: argparse.Namespace) -> int:
-    from farmseg.checkpoint_import import import_checkpoint
+    from farmseg.models.checkpoint_import import import_checkpoint
 
     path = import_checkpoint(Path(args.file), args.arch, args.encoder, Path(args.out), args.bands)
     print(f"model written to {path}")
@@ -180,8 +181,8 @@ def _cmd_import_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from farmseg.bundle import load_bundle
-    from farmseg.quantize import precision_job
+    from farmseg.models.bundle import load_bundle
+    from farmseg.tools.quantize import precision_job
 
     bundle = load_bundle(args.model)
     bar = ProgressBar(args.quiet)
@@ -195,7 +196,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from farmseg.bundle import list_bundles
+    from farmseg.models.bundle import list_bundles
 
     for bundle in list_bundles():
         print(f"{bundle.describe()}  [{bundle.path}]")

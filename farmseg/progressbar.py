@@ -42,7 +42,8 @@ class ProgressBar:
         filled = int(self.width * report.fraction)
         bar = "#" * filled + "." * (self.width - filled)
         sys.stderr.write(f"\r{report.stage:<10} [{bar}] {report.done}/{report.total} "
-                         f"{format_clock(elapsed)}<{format_clock(eta)} {report.message}"[:160].ljust(100))
+                         f"{format_clock(elapsed)}<{format_clock(eta)} "
+                         f"{report.message}"[:160].ljust(100))
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -10,6 +10,9 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+# the GUI tests' fixtures (QSettings kept out of $HOME, a shown MainWindow)
+pytest_plugins = ["tests.gui_support"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "resources" / "sample" / "sample.tif"
 SAMPLE_FIELDS = ROOT / "resources" / "sample" / "sample_fields_reference.geojson"
@@ -44,9 +47,9 @@ def sample_crop(tmp_path: Path) -> Path:
 @pytest.fixture
 def sample_network_tile(sample_crop: Path):
     """The default model's input for the crop's first 256 px tile, as inference makes it."""
-    from farmseg.bundle import load_bundle
-    from farmseg.inference import _Prepared
-    from farmseg.raster import RasterSource
+    from farmseg.geoio.raster import RasterSource
+    from farmseg.models.bundle import load_bundle
+    from farmseg.pipeline.inference import _Prepared
 
     bundle = load_bundle("default")
     with RasterSource(sample_crop) as src:

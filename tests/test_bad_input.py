@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rasterio.transform import Affine, from_origin
 
-from farmseg.bundle import load_bundle, resolve_bundle_path
 from farmseg.cli import main
 from farmseg.errors import Cancelled, FarmsegError, ModelError
+from farmseg.geoio.raster import RasterSource
 from farmseg.jobs import run_job
-from farmseg.raster import RasterSource
-from farmseg.segment import SegmentOptions, segment_job
+from farmseg.models.bundle import load_bundle, resolve_bundle_path
+from farmseg.pipeline.segment import SegmentOptions, segment_job
 from tests.conftest import ROOT, SAMPLE, write_crop
 
 
@@ -266,7 +266,7 @@ class _Failing:
 
 
 def _with_predictor(monkeypatch, predictor) -> None:
-    monkeypatch.setattr("farmseg.segment.make_predictor", lambda *a, **k: predictor)
+    monkeypatch.setattr("farmseg.pipeline.segment.make_predictor", lambda *a, **k: predictor)
 
 
 def test_out_of_memory_retries_with_smaller_batches(tmp_path, sample_crop, monkeypatch):
@@ -362,7 +362,7 @@ def test_mutated_bundles(tmp_path_factory, name, edits):
     import shutil
 
     pytest.importorskip("torch")
-    from farmseg.nets import network_from_bundle
+    from farmseg.models.nets import network_from_bundle
 
     folder = tmp_path_factory.mktemp("bundle") / "m"
     shutil.copytree(resolve_bundle_path("default"), folder, ignore=shutil.ignore_patterns("*.onnx"))

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from farmseg.bundle import load_bundle, resolve_bundle_path
 from farmseg.errors import ModelError
+from farmseg.models.bundle import load_bundle, resolve_bundle_path
 
 
 def test_default_bundle_is_self_describing():
@@ -31,7 +31,7 @@ def test_models_lists_both_bundled_models_with_their_measured_f1(capsys):
 
 def test_round_trip_gives_the_same_predictions(tmp_path):
     torch = pytest.importorskip("torch")
-    from farmseg.nets import network_from_bundle, save_weights
+    from farmseg.models.nets import network_from_bundle, save_weights
 
     bundle = load_bundle("default")
     model = network_from_bundle(bundle.meta, bundle.weights_path)
@@ -53,7 +53,7 @@ def _copy_default(tmp_path):
 
 def test_wrong_architecture_is_refused_by_strict_loading(tmp_path):
     pytest.importorskip("torch")
-    from farmseg.nets import network_from_bundle
+    from farmseg.models.nets import network_from_bundle
 
     target = _copy_default(tmp_path)
     meta = json.loads((target / "farmseg.json").read_text())
@@ -65,7 +65,7 @@ def test_wrong_architecture_is_refused_by_strict_loading(tmp_path):
 
 def test_corrupt_weights_are_refused(tmp_path):
     pytest.importorskip("torch")
-    from farmseg.nets import network_from_bundle
+    from farmseg.models.nets import network_from_bundle
 
     target = _copy_default(tmp_path)
     (target / "model.safetensors").write_bytes(b"\x00garbage" * 10)
@@ -96,9 +96,9 @@ def test_unknown_model_name(tmp_path):
 
 def test_onnx_matches_torch_on_a_real_crop(sample_network_tile):
     pytest.importorskip("torch")
-    from farmseg.bundle import load_bundle as load
-    from farmseg.engine_torch import TorchPredictor
-    from farmseg.engines import OnnxPredictor
+    from farmseg.models.bundle import load_bundle as load
+    from farmseg.models.engine_torch import TorchPredictor
+    from farmseg.models.engines import OnnxPredictor
 
     bundle = load("default")
     batch = sample_network_tile[None]

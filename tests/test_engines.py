@@ -1,4 +1,4 @@
-"""Engines and import boundaries: ONNX Runtime without torch, the core without Qt."""
+"""Engines: ONNX Runtime without torch (static import rules: make lint), auto choice, parity."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-CORE_WITHOUT_TORCH = ["farmseg.cli", "farmseg.segment", "farmseg.raster", "farmseg.tiling",
-                      "farmseg.inference", "farmseg.vectorize", "farmseg.fields",
-                      "farmseg.export", "farmseg.evaluate", "farmseg.report",
-                      "farmseg.validation", "farmseg.engines", "farmseg.bundle",
-                      "farmseg.labels", "farmseg.info", "farmseg.bench"]
-
 
 def _python(code: str, tmp_path: Path, block_torch: bool = False, **kw):
     env = dict(os.environ)
@@ -30,14 +24,6 @@ def _python(code: str, tmp_path: Path, block_torch: bool = False, **kw):
         env["PYTHONPATH"] = f"{blocker.parent}{os.pathsep}{ROOT}"
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300, **kw)
-
-
-def test_core_imports_neither_qt_nor_torch(tmp_path):
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in CORE_WITHOUT_TORCH)
-            + "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
-    done = _python(code, tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
 
 
 def test_onnx_engine_segments_without_torch(tmp_path, sample_crop):
@@ -80,8 +66,8 @@ def test_torch_and_onnx_engines_give_the_same_fields(tmp_path, sample_crop):
 def test_export_onnx_rewrites_a_checked_model(tmp_path, capsys):
     import shutil
 
-    from farmseg.bundle import resolve_bundle_path
     from farmseg.cli import main
+    from farmseg.models.bundle import resolve_bundle_path
 
     copy = tmp_path / "m"
     shutil.copytree(resolve_bundle_path("default"), copy)
@@ -111,8 +97,9 @@ def test_auto_engine_follows_the_cpu_features(monkeypatch, int8_ok, native_bf16,
     """An accepted int8 model where the CPU has fast int8; else, on CPUs with native bf16,
     the accepted bf16 torch path for large rasters (small ones do not repay torch's
     start-up); else ONNX fp32."""
-    from farmseg import cpu, engines
-    from farmseg.bundle import load_bundle
+    from farmseg import cpu
+    from farmseg.models import engines
+    from farmseg.models.bundle import load_bundle
 
     bundle = load_bundle("default")
     bundle.meta = {**bundle.meta, "precision": {"int8": {"accepted": int8_ok},
@@ -127,8 +114,8 @@ def test_frozen_bf16_torch_path_matches_fp32_on_a_real_crop(sample_network_tile)
     """--precision bf16 on CPU runs a frozen bf16 graph; it must give the fp32 classes up
     to a few pixels, for any batch and tile size (traced once, on the first batch)."""
     pytest.importorskip("torch")
-    from farmseg.bundle import load_bundle
-    from farmseg.engine_torch import TorchPredictor
+    from farmseg.models.bundle import load_bundle
+    from farmseg.models.engine_torch import TorchPredictor
 
     bundle = load_bundle("default")
     tile = sample_network_tile

@@ -14,15 +14,15 @@ from rasterio import features
 from rasterio.transform import from_origin
 from scipy import ndimage
 
-import farmseg.vectorize
+import farmseg.fields.vectorize
 from farmseg.cli import main
-from farmseg.evaluate import score_instances
-from farmseg.fields import CleanSettings, _simplify, clean_fields
+from farmseg.fields.clean import CleanSettings, _simplify, clean_fields
+from farmseg.fields.measure import areas_perimeters_m
+from farmseg.fields.polygonize import polygonize
+from farmseg.fields.vectorize import VectorizeSettings, vectorize_job
+from farmseg.geoio.vectors import reproject
 from farmseg.jobs import drain
-from farmseg.measure import areas_perimeters_m
-from farmseg.polygonize import polygonize
-from farmseg.vectorize import VectorizeSettings, vectorize_job
-from farmseg.vectors import reproject
+from farmseg.scoring.evaluate import score_instances
 from tests.conftest import SAMPLE, SAMPLE_FIELDS
 
 
@@ -58,7 +58,7 @@ def test_touching_fields_are_separated_on_a_synthetic_scene(tmp_path):
 
 
 def test_separation_beats_plain_thresholding_on_a_real_scene(tmp_path):
-    from farmseg.evaluate import evaluate_files
+    from farmseg.scoring.evaluate import evaluate_files
 
     scores = {}
     for method in ("threshold", "seeded"):
@@ -123,7 +123,8 @@ def test_fields_meeting_at_a_band_edge_share_its_vertices(tmp_path):
 def test_result_does_not_depend_on_the_number_of_threads(tmp_path, sample_probs, monkeypatch):
     layers = []
     for threads in (1, 3):
-        monkeypatch.setattr(farmseg.vectorize, "cpu_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(farmseg.fields.vectorize, "cpu_threads",
+                            lambda threads=threads: threads)
         layers.append(_fields(sample_probs, tmp_path, band_rows=97))
     assert list(shapely.to_wkb(layers[0].geoms)) == list(shapely.to_wkb(layers[1].geoms))
 

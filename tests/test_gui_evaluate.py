@@ -14,16 +14,15 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QSlider, QTreeWidget
 
-from farmseg.evaluate import Score, evaluate_files
-from farmseg.export import write_fields
+from farmseg.fields.export import write_fields
+from farmseg.geoio.vectors import read_polygons, reproject
 from farmseg.gui import MainWindow
 from farmseg.gui.evaluation import FIGURES, EvaluateDialog
 from farmseg.gui.items import FIELD_COLOR, POLYGON_COLOR
 from farmseg.gui.layers import Layer
-from farmseg.vectors import read_polygons, reproject
+from farmseg.scoring.evaluate import Score, evaluate_files
 from tests.conftest import SAMPLE_FIELDS
-from tests.test_gui import (action, error_box, isolated_settings, layers_of,  # noqa: F401
-                            segment_and_wait, window)
+from tests.gui_support import action, error_box, layers_of, segment_and_wait
 
 REFERENCE_COUNT = len(read_polygons(SAMPLE_FIELDS)[0])
 

@@ -14,14 +14,14 @@ import shapely
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox
 
-from farmseg.bundle import load_bundle, user_models_dir
 from farmseg.errors import InputError
+from farmseg.geoio.vectors import reproject
 from farmseg.gui import finetune
 from farmseg.gui.finetune import FineTuneDialog
 from farmseg.gui.finetune_job import FineTuneRequest, Labels, finetune_job
 from farmseg.jobs import drain
-from farmseg.vectors import reproject
-from tests.test_gui import action, isolated_settings, window  # noqa: F401 (fixtures)
+from farmseg.models.bundle import load_bundle, user_models_dir
+from tests.gui_support import action
 
 RUN_TIMEOUT_MS = 180_000
 

@@ -12,7 +12,7 @@ import shapely
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from farmseg.cli import main
-from farmseg.evaluate import evaluate_files
+from farmseg.scoring.evaluate import evaluate_files
 from tests.conftest import SAMPLE, SAMPLE_FIELDS, write_crop
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from farmseg.bundle import load_bundle
-from farmseg.inference import TileSettings, infer_job
+from farmseg.geoio.raster import RasterSource
 from farmseg.jobs import run_job
-from farmseg.raster import RasterSource
-from farmseg.tiling import blend_profile, pad_to_tile, tile_starts
-from tests.conftest import write_crop, SAMPLE
+from farmseg.models.bundle import load_bundle
+from farmseg.pipeline.inference import TileSettings, infer_job
+from farmseg.pipeline.tiling import blend_profile, pad_to_tile, tile_starts
+from tests.conftest import SAMPLE, write_crop
 
 
 class ConstantPredictor:
@@ -85,7 +85,7 @@ def test_pixelwise_model_has_no_seams(tmp_path):
 
 
 def test_tiles_of_very_fine_rasters_stay_within_the_memory_bound():
-    from farmseg.inference import MAX_RASTER_TILE, raster_tile, tile_for_scale
+    from farmseg.pipeline.inference import MAX_RASTER_TILE, raster_tile, tile_for_scale
 
     assert tile_for_scale(TileSettings(512, 64, 2), 2.0) == TileSettings(512, 64, 2)
     drone = tile_for_scale(TileSettings(512, 64, 2), 10.0)  # 10 cm pixels, 1 m model

@@ -11,10 +11,10 @@ import pyogrio
 import pytest
 import rasterio
 
-from farmseg.bundle import load_bundle
 from farmseg.cli import main
 from farmseg.errors import Cancelled, InputError
 from farmseg.jobs import run_job
+from farmseg.models.bundle import load_bundle
 from tests.conftest import SHARED, write_crop
 
 pytest.importorskip("torch")
@@ -142,10 +142,10 @@ def test_label_folder_without_images(tmp_path):
 def test_polygons_over_part_of_an_image_train_only_that_part(tmp_path):
     import shapely
 
+    from farmseg.geoio.vectors import read_polygons
     from farmseg.training.prepare import folder_from_polygons_over_image
     from farmseg.training.samples import find_labeled_pairs, load_sample
     from tests.conftest import SAMPLE, SAMPLE_FIELDS
-    from farmseg.vectors import read_polygons
 
     geoms, crs = read_polygons(SAMPLE_FIELDS)
     part = tmp_path / "corrected.geojson"
@@ -234,7 +234,7 @@ def test_a_model_trained_at_2_m_resamples_1_m_rasters(tmp_path, labeled_dir, sam
 
 
 def test_resampled_sample_keeps_its_fields_and_footprint(labeled_dir):
-    from farmseg.labels import boundary_from_instances
+    from farmseg.training.labels import boundary_from_instances
     from farmseg.training.samples import load_sample, resampled
 
     name = next((labeled_dir / "images").iterdir()).name

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from farmseg.bundle import app_root
+from farmseg.models.bundle import app_root
 
 SAMPLE = app_root() / "resources" / "sample" / "sample.tif"
 TICK_MS = 20

@@ -10,9 +10,9 @@ from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from farmseg import __version__
-from farmseg.bundle import ModelBundle
-from farmseg.export import VECTOR_FILTER
+from farmseg.fields.export import VECTOR_FILTER
 from farmseg.gui.logs import LOG, recent_log
+from farmseg.models.bundle import ModelBundle
 
 RASTER_FILTER = ("GeoTIFF (*.tif *.tiff *.TIF *.TIFF);;"
                  "Rasters (*.tif *.tiff *.vrt *.img *.jp2);;All files (*)")

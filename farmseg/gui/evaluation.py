@@ -12,16 +12,26 @@ import numpy as np
 import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox,
-                               QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from farmseg.evaluate import MATCH_IOU, Evaluation, evaluate_files
-from farmseg.export import write_fields
+from farmseg.fields.export import write_fields
 from farmseg.gui.convert import to_qimage
 from farmseg.gui.dialogs import REPORT_FILTER, save_target, show_error
 from farmseg.gui.layers import Layer
 from farmseg.gui.tasks import run_in_background
-from farmseg.report import GREEN, ORANGE, RED, match_map, write_report
+from farmseg.scoring.evaluate import MATCH_IOU, Evaluation, evaluate_files
+from farmseg.scoring.report import GREEN, ORANGE, RED, match_map, write_report
 
 FIGURES = (  # Score attribute, label, format, tooltip
     ("f1", "Field F1", "{:.3f}",

@@ -22,11 +22,23 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractScrollArea, QApplication, QDialog, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
-                               QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from farmseg.bundle import META_NAME, ModelBundle, load_bundle, user_models_dir
 from farmseg.errors import ModelError
 from farmseg.gui import finetune_job
 from farmseg.gui.devices import gpu_name
@@ -37,6 +49,7 @@ from farmseg.gui.finetune_job import FineTuneRequest, command_line
 from farmseg.gui.tasks import run_in_background
 from farmseg.gui.worker import ProcessJob, ProcessWorker
 from farmseg.jobs import EtaClock, Progress
+from farmseg.models.bundle import META_NAME, ModelBundle, load_bundle, user_models_dir
 from farmseg.progressbar import format_clock
 
 LOG = logging.getLogger("farmseg.gui")

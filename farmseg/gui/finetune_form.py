@@ -10,15 +10,31 @@ from typing import Any
 
 from PySide6.QtCore import QRegularExpression, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLineEdit, QListWidget, QPushButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from farmseg.bundle import (ModelBundle, bundled_models_dir, list_bundles, resolve_bundle_path,
-                            user_models_dir)
 from farmseg.errors import ModelError
-from farmseg.export import VECTOR_FILTER
+from farmseg.fields.export import VECTOR_FILTER
 from farmseg.gui.finetune_job import Labels
+from farmseg.models.bundle import (
+    ModelBundle,
+    bundled_models_dir,
+    list_bundles,
+    resolve_bundle_path,
+    user_models_dir,
+)
 
 SOURCES = (("folder", "Training folder (images/ + masks/ or fields/)"),
            ("files", "Image files with their masks or polygons"),

@@ -12,10 +12,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-from farmseg.bundle import load_bundle
 from farmseg.errors import FarmsegError
 from farmseg.gui.job_process import serve
 from farmseg.jobs import Job, Progress
+from farmseg.models.bundle import load_bundle
 from farmseg.training.prepare import folder_from_files, folder_from_polygons_over_image
 from farmseg.training.samples import find_labeled_pairs, load_sample
 

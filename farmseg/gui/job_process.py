@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from farmseg.errors import Cancelled, FarmsegError
 from farmseg.jobs import Job, Progress, run_job
-from farmseg.segment import SegmentOptions, SegmentResult, segment_job
+from farmseg.pipeline.segment import SegmentOptions, SegmentResult, segment_job
 
 CROP_ROWS = 512
 PixelWindow = tuple[int, int, int, int]  # column, row, width, height

@@ -12,14 +12,14 @@ from PySide6.QtGui import QImage, QPainterPath, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem
 
 from farmseg.errors import FarmsegError, InputError
-from farmseg.fields import FieldLayer
+from farmseg.fields.clean import FieldLayer
+from farmseg.geoio.raster import Grid, RasterSource
+from farmseg.geoio.vectors import read_polygons, reproject
 from farmseg.gui.convert import polygon_path, scene_bounds, scene_transform, to_qimage
 from farmseg.gui.items import POLYGON_COLOR, FieldsItem, RasterItem
 from farmseg.gui.render import DISPLAY_CAP, PROBABILITY_STYLE, Style, overview_rgba
 from farmseg.gui.tasks import describe
 from farmseg.gui.worker import JobOutcome
-from farmseg.raster import Grid, RasterSource
-from farmseg.vectors import read_polygons, reproject
 
 KIND_LABELS = {"image": "image", "probability": "field probability", "fields": "fields",
                "vector": "polygons", "matches": "matches"}

@@ -9,25 +9,54 @@ import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QImage,
-                           QKeySequence)
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QStyle,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QIcon,
+    QImage,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from farmseg import __version__
-from farmseg.bundle import app_root
 from farmseg.errors import FarmsegError
-from farmseg.export import write_fields
+from farmseg.fields.export import write_fields
+from farmseg.geoio.raster import RasterSource
 from farmseg.gui.detail import DetailLoader
 from farmseg.gui.devices import batch_for, gpu_name
-from farmseg.gui.dialogs import (POLYGON_FILTER, RASTER_FILTER, VECTOR_SUFFIXES, ask,
-                                 export_target, show_about, show_error)
+from farmseg.gui.dialogs import (
+    POLYGON_FILTER,
+    RASTER_FILTER,
+    VECTOR_SUFFIXES,
+    ask,
+    export_target,
+    show_about,
+    show_error,
+)
 from farmseg.gui.evaluation import EvaluateDialog, Scored, can_evaluate
 from farmseg.gui.finetune import FineTuneDialog
 from farmseg.gui.items import FieldShape
 from farmseg.gui.layer_panel import LayerPanel
-from farmseg.gui.layers import (Layer, Outlines, image_layer, load_preview, picture_layer,
-                                read_outlines, result_layers, vector_layer)
+from farmseg.gui.layers import (
+    Layer,
+    Outlines,
+    image_layer,
+    load_preview,
+    picture_layer,
+    read_outlines,
+    result_layers,
+    vector_layer,
+)
 from farmseg.gui.logs import setup_logging
 from farmseg.gui.map_view import MapView
 from farmseg.gui.panels import FieldInfo, RunPanel
@@ -37,8 +66,8 @@ from farmseg.gui.status import MapStatus
 from farmseg.gui.tasks import describe, run_in_background
 from farmseg.gui.worker import JobOutcome, JobRequest, SegmentJob
 from farmseg.jobs import Progress
-from farmseg.raster import RasterSource
-from farmseg.segment import SegmentOptions
+from farmseg.models.bundle import app_root
+from farmseg.pipeline.segment import SegmentOptions
 
 LOG = logging.getLogger("farmseg.gui")
 ICON = app_root() / "resources" / "farmseg.svg"

@@ -9,7 +9,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from farmseg.scaling import percentile_scaling
+from farmseg.models.scaling import percentile_scaling
 
 DISPLAY_CAP = 2048  # longest side, in pixels, of the image that stands for a whole raster
 QUICK_PIXELS = 4096 * 4096  # larger rasters without overviews take seconds to decimate

@@ -29,7 +29,7 @@ from farmseg.gui import job_process
 from farmseg.gui.convert import polygon_path, scene_bounds, scene_transform, to_qimage
 from farmseg.gui.render import PROBABILITY_STYLE, overview_rgba
 from farmseg.gui.tasks import describe
-from farmseg.segment import SegmentOptions, SegmentResult
+from farmseg.pipeline.segment import SegmentOptions, SegmentResult
 
 LOG = logging.getLogger("farmseg.gui")
 GRACE_S = 1.0  # after Cancel, the process may take this long to stop by itself

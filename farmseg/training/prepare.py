@@ -17,8 +17,8 @@ import shapely
 from rasterio.windows import Window, from_bounds
 
 from farmseg.errors import InputError
+from farmseg.geoio.vectors import read_polygons, reproject
 from farmseg.training.samples import RASTER_SUFFIXES, VECTOR_SUFFIXES
-from farmseg.vectors import read_polygons, reproject
 
 MASK_HINTS = ("mask", "label", "labels", "gt")
 

@@ -17,8 +17,12 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from farmseg.errors import InputError
-from farmseg.labels import boundary_from_instances, instances_from_polygons, mask_from_binary
-from farmseg.raster import Grid, close_pixel_sizes
+from farmseg.geoio.raster import Grid, close_pixel_sizes
+from farmseg.training.labels import (
+    boundary_from_instances,
+    instances_from_polygons,
+    mask_from_binary,
+)
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp")

@@ -9,13 +9,12 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
-from farmseg.evaluate import Score, rasterize_instances, score_instances
-from farmseg.fields import CleanSettings, clean_fields
-from farmseg.inference import PROB_SCALE
+from farmseg.fields.clean import CleanSettings, clean_fields
+from farmseg.fields.vectorize import FOUR_CONNECTED, settings_for, vectorize_job
+from farmseg.geoio.raster import PROB_SCALE, Grid, raster_profile_for
 from farmseg.jobs import drain
-from farmseg.raster import Grid, raster_profile_for
+from farmseg.scoring.evaluate import Score, rasterize_instances, score_instances
 from farmseg.training.samples import Sample
-from farmseg.vectorize import FOUR_CONNECTED, settings_for, vectorize_job
 
 
 def reference_instances(mask: np.ndarray) -> np.ndarray:

@@ -21,17 +21,41 @@ import torch
 import torch.nn.functional as F
 
 from farmseg import __version__
-from farmseg.bundle import (CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, SCHEMA_VERSION,
-                            WEIGHTS_NAME, ModelBundle, load_bundle, write_bundle_atomically,
-                            write_meta)
 from farmseg.errors import InputError, UsageError
 from farmseg.jobs import Job, Progress
-from farmseg.nets import (build_network, load_imagenet_encoder, network_from_bundle,
-                          save_weights, smp_arch, smp_encoder)
-from farmseg.scaling import (apply_scaling, fixed_scaling, percentile_scaling,
-                             reference_percentiles, stretch_to_reference)
-from farmseg.training.samples import (Sample, find_labeled_pairs, load_sample, resampled,
-                                      resize_bands, split_validation)
+from farmseg.models.bundle import (
+    CLASS_NAMES,
+    SCHEMA_VERSION,
+    WEIGHTS_NAME,
+    ModelBundle,
+    load_bundle,
+    normalization,
+    write_bundle_atomically,
+    write_meta,
+)
+from farmseg.models.nets import (
+    build_network,
+    load_imagenet_encoder,
+    network_from_bundle,
+    save_weights,
+    smp_arch,
+    smp_encoder,
+)
+from farmseg.models.scaling import (
+    apply_scaling,
+    fixed_scaling,
+    percentile_scaling,
+    reference_percentiles,
+    stretch_to_reference,
+)
+from farmseg.training.samples import (
+    Sample,
+    find_labeled_pairs,
+    load_sample,
+    resampled,
+    resize_bands,
+    split_validation,
+)
 from farmseg.training.scoring import score_samples
 
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
@@ -184,12 +208,6 @@ class CropSampler:
         mean, std = (np.asarray(v, np.float32) for v in normalization(batch.shape[1]))
         batch = (batch - mean[None, :, None, None]) / std[None, :, None, None]
         return batch, np.stack(masks)
-
-
-def normalization(n_bands: int) -> tuple[list[float], list[float]]:
-    """ImageNet mean/std for RGB; neutral values for extra bands."""
-    return (IMAGENET_MEAN[:n_bands] + [0.5] * max(0, n_bands - 3),
-            IMAGENET_STD[:n_bands] + [0.25] * max(0, n_bands - 3))
 
 
 def predict_whole(model: torch.nn.Module, sample: Sample, scaling: dict[str, Any],
@@ -371,7 +389,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
         def fill(folder: Path) -> None:
             save_weights(export_model, folder / WEIGHTS_NAME)
             write_meta(folder, meta)
-            from farmseg.onnx_export import export_onnx
+            from farmseg.models.onnx_export import export_onnx
             export_onnx(export_model, folder, n_bands)
 
         return write_bundle_atomically(Path(config.out), fill)

@@ -18,15 +18,14 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from farmseg.bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
-from farmseg.engines import Predictor
 from farmseg.errors import ModelError
+from farmseg.geoio.raster import PROB_SCALE, RasterSource, close_pixel_sizes, raster_profile_for
 from farmseg.jobs import Job, Progress
-from farmseg.raster import RasterSource, close_pixel_sizes, raster_profile_for
-from farmseg.scaling import apply_scaling, stretch_to_reference
-from farmseg.tiling import blend_window, pad_to_tile, tile_starts
+from farmseg.models.bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
+from farmseg.models.engines import Predictor
+from farmseg.models.scaling import apply_scaling, stretch_to_reference
+from farmseg.pipeline.tiling import blend_window, pad_to_tile, tile_starts
 
-PROB_SCALE = 255.0
 _RawTile = tuple[np.ndarray, np.ndarray]  # (bands, h, w) pixels as read, (h, w) validity
 
 

@@ -103,6 +103,7 @@ def network_from_bundle(meta: dict[str, Any], weights: Path) -> torch.nn.Module:
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Write weights as safetensors; floating tensors in float16 to halve the bundle size."""
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).contiguous()
+    state = {k: (v.detach().cpu().half() if v.is_floating_point()
+                 else v.detach().cpu()).contiguous()
              for k, v in model.state_dict().items()}
     save_file(state, str(path))

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from farmseg.atomic import atomic_file
 from farmseg.errors import UsageError
-from farmseg.evaluate import Evaluation
+from farmseg.geoio.atomic import atomic_file
+from farmseg.scoring.evaluate import Evaluation
 
 MAP_SIDE = 512
 GREEN, RED, ORANGE = (60, 170, 60), (210, 50, 50), (245, 150, 30)

@@ -13,15 +13,15 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from farmseg.atomic import atomic_file, check_target
-from farmseg.bundle import ModelBundle, load_bundle
-from farmseg.engines import make_predictor
-from farmseg.export import check_format, check_layer_exportable, write_fields
-from farmseg.fields import CleanSettings, FieldLayer, clean_fields
-from farmseg.inference import TileSettings, infer_job
+from farmseg.fields.clean import CleanSettings, FieldLayer, clean_fields
+from farmseg.fields.export import check_format, check_layer_exportable, write_fields
+from farmseg.fields.vectorize import VectorizeSettings, settings_for, vectorize_job
+from farmseg.geoio.atomic import atomic_file, check_target
+from farmseg.geoio.raster import Grid, RasterSource, raster_profile_for
 from farmseg.jobs import Job, Progress
-from farmseg.raster import Grid, RasterSource, raster_profile_for
-from farmseg.vectorize import VectorizeSettings, settings_for, vectorize_job
+from farmseg.models.bundle import ModelBundle, load_bundle
+from farmseg.models.engines import make_predictor
+from farmseg.pipeline.inference import TileSettings, infer_job
 
 
 @dataclass

@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from farmseg.bundle import ModelBundle
+from farmseg.cpu import cpu_threads
 from farmseg.errors import ModelError, UsageError
+from farmseg.models.bundle import ModelBundle
 
 ENGINES = ("auto", "torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
@@ -28,14 +28,6 @@ class Predictor(Protocol):
 
     def suggested_batch(self, tile: int) -> int:
         """Tiles per batch that use the device well without wasting memory."""
-
-
-def cpu_threads() -> int:
-    """Threads for compute libraries: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -151,9 +143,7 @@ def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "aut
         raise UsageError(None, "--engine onnx runs on the CPU; use --engine torch for CUDA")
     if engine == "auto":
         wants_cuda = device == "cuda" or (device == "auto" and torch_cuda_available())
-        if precision in ("bf16", "fp16"):
-            engine = "torch"
-        elif not wants_cuda and precision == "auto" and bf16_torch_is_fastest(bundle, pixels):
+        if precision in ("bf16", "fp16") or not wants_cuda and precision == "auto" and bf16_torch_is_fastest(bundle, pixels):
             engine = "torch"
         elif not wants_cuda and bundle.has_onnx and onnxruntime_available():
             engine = "onnx"
@@ -169,7 +159,7 @@ def make_predictor(bundle: ModelBundle, engine: str = "auto", device: str = "aut
                                            and int8_is_fast())
         return OnnxPredictor(bundle, int8=use_int8)
     try:
-        from farmseg.engine_torch import TorchPredictor
+        from farmseg.models.engine_torch import TorchPredictor
     except ImportError as exc:
         raise ModelError(bundle.path, f"the torch engine needs PyTorch, which is not "
                          f"installed ({exc}); use --engine onnx") from None

@@ -7,10 +7,11 @@ import warnings
 import numpy as np
 import torch
 
-from farmseg.bundle import ModelBundle
-from farmseg.engines import bf16_is_fast_and_accepted, cpu_threads
+from farmseg.cpu import cpu_threads
 from farmseg.errors import UsageError
-from farmseg.nets import network_from_bundle
+from farmseg.models.bundle import ModelBundle
+from farmseg.models.engines import bf16_is_fast_and_accepted
+from farmseg.models.nets import network_from_bundle
 
 
 class TorchPredictor:

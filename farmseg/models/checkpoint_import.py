@@ -10,13 +10,18 @@ from pathlib import Path
 
 import torch
 
-from farmseg.bundle import (CLASS_NAMES, SCHEMA_VERSION, WEIGHTS_NAME, write_bundle_atomically,
-                            write_meta)
 from farmseg.errors import ModelError
-from farmseg.nets import build_network, save_weights, smp_arch, smp_encoder
-from farmseg.onnx_export import export_onnx
-from farmseg.scaling import fixed_scaling
-from farmseg.training.trainer import normalization
+from farmseg.models.bundle import (
+    CLASS_NAMES,
+    SCHEMA_VERSION,
+    WEIGHTS_NAME,
+    normalization,
+    write_bundle_atomically,
+    write_meta,
+)
+from farmseg.models.nets import build_network, save_weights, smp_arch, smp_encoder
+from farmseg.models.onnx_export import export_onnx
+from farmseg.models.scaling import fixed_scaling
 
 
 def _state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:

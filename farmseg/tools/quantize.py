@@ -15,12 +15,16 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from farmseg.bundle import ModelBundle, write_meta
-from farmseg.fields import CleanSettings
+from farmseg.fields.clean import CleanSettings
 from farmseg.jobs import Job, Progress
-from farmseg.scaling import apply_scaling
-from farmseg.validation import (bundle_vectorize_settings, predict_all, score_probabilities,
-                                validation_pairs)
+from farmseg.models.bundle import ModelBundle, write_meta
+from farmseg.models.scaling import apply_scaling
+from farmseg.scoring.validation import (
+    bundle_vectorize_settings,
+    predict_all,
+    score_probabilities,
+    validation_pairs,
+)
 
 F1_TOLERANCE = 0.01
 CALIBRATION_TILES = 16
@@ -59,8 +63,13 @@ def fp32_nodes(model_path: Path) -> list[str]:
 
 def build_int8(bundle: ModelBundle) -> Path:
     """Write model.int8.onnx next to model.onnx."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     tiles = calibration_tiles(bundle)

@@ -20,7 +20,8 @@ def read_polygons(path: Path) -> tuple[np.ndarray, str | None]:
     try:
         meta, _, wkb, _ = pyogrio.raw.read(path)
     except Exception as exc:
-        raise InputError(path, f"cannot read as a vector file ({str(exc).splitlines()[0]})") from None
+        first_line = str(exc).splitlines()[0]
+        raise InputError(path, f"cannot read as a vector file ({first_line})") from None
     geoms = shapely.from_wkb(wkb) if wkb is not None else np.array([], dtype=object)
     keep = np.array([g is not None and not g.is_empty and g.geom_type in
                      ("Polygon", "MultiPolygon") for g in geoms], dtype=bool)

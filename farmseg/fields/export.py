@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from farmseg.atomic import atomic_file, atomic_fileset
 from farmseg.errors import OutputError, UsageError
-from farmseg.fields import ATTRIBUTES, FieldLayer
-from farmseg.vectors import reproject
+from farmseg.fields.clean import ATTRIBUTES, FieldLayer
+from farmseg.geoio.atomic import atomic_file, atomic_fileset
+from farmseg.geoio.vectors import reproject
 
 FORMATS = {  # suffix -> (GDAL driver, needs WGS84, layer options)
     ".geojson": ("GeoJSON", True, {"RFC7946": "YES", "WRITE_NAME": "NO"}),
@@ -80,11 +80,10 @@ def write_summary_csv(layer: FieldLayer, path: Path) -> Path:
     points = shapely.point_on_surface(layer.geoms) if len(layer) else np.array([])
     if layer.crs is not None and len(points):
         points = reproject(points, layer.crs.to_wkt(), "EPSG:4326")
-    with atomic_file(Path(path)) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(list(ATTRIBUTES) + ["x", "y"])
-            for i in range(len(layer)):
-                row = [layer.columns[name][i] for name in ATTRIBUTES]
-                writer.writerow(row + [round(points[i].x, 7), round(points[i].y, 7)])
+    with atomic_file(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(ATTRIBUTES) + ["x", "y"])
+        for i in range(len(layer)):
+            row = [layer.columns[name][i] for name in ATTRIBUTES]
+            writer.writerow(row + [round(points[i].x, 7), round(points[i].y, 7)])
     return Path(path)

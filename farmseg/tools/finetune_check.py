@@ -19,13 +19,14 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 
-from farmseg.bundle import load_bundle
-from farmseg.evaluate import score_instances, rasterize_instances
 from farmseg.jobs import drain
-from farmseg.labels import boundary_from_instances
-from farmseg.segment import SegmentOptions, segment_job
+from farmseg.models.bundle import load_bundle
+from farmseg.pipeline.segment import SegmentOptions, segment_job
+from farmseg.scoring.evaluate import rasterize_instances, score_instances
+from farmseg.training.labels import boundary_from_instances
 
-COLOUR = (np.array([41.0, 37.0, 55.0]), np.array([350.0, 520.0, 180.0]), 0.85)  # gain, offset, gamma
+# gain, offset, gamma
+COLOUR = (np.array([41.0, 37.0, 55.0]), np.array([350.0, 520.0, 180.0]), 0.85)
 
 
 def _mosaic(data_dir: Path, names: list[str], factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +91,7 @@ def _east_f1(model: str, paths: dict[str, Path]) -> tuple[float, float]:
                                               work_dir=paths["east"].parent)))
     with rasterio.open(paths["east_ref"]) as src:
         ref, grid_transform = src.read(1), src.transform
-    from farmseg.raster import Grid
+    from farmseg.geoio.raster import Grid
 
     grid = Grid(ref.shape[1], ref.shape[0], grid_transform, result.layer.crs)
     score = score_instances(rasterize_instances(result.layer.geoms, grid), ref)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from farmseg.bundle import load_bundle
 from farmseg.errors import FarmsegError
-from farmseg.inference import model_bands, model_scale, resampling_note
-from farmseg.raster import RasterSource
+from farmseg.geoio.raster import RasterSource
+from farmseg.models.bundle import load_bundle
+from farmseg.pipeline.inference import model_bands, model_scale, resampling_note
 
 
 def describe_raster(path: Path, model: str = "default") -> str:

@@ -180,6 +180,10 @@ def open_dataset(path: Path) -> rasterio.io.DatasetReader:
     return dataset
 
 
+# probability rasters store each class's probability as uint8: p * PROB_SCALE
+PROB_SCALE = 255.0
+
+
 def raster_profile_for(grid: Grid, count: int, dtype: str, nodata: float | None = None) -> dict:
     """A tiled, compressed GeoTIFF profile on `grid`."""
     profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from farmseg.bundle import ONNX_NAME
 from farmseg.errors import ModelError
+from farmseg.models.bundle import ONNX_NAME
 
 MAX_ABS_DIFF = 1e-3
 
 
 def export_bundle_onnx(name_or_path: str) -> tuple[Path, float]:
     """Rebuild a bundle's network from its safetensors and (re)write its model.onnx."""
-    from farmseg.atomic import atomic_file
-    from farmseg.bundle import load_bundle
-    from farmseg.nets import network_from_bundle
+    from farmseg.geoio.atomic import atomic_file
+    from farmseg.models.bundle import load_bundle
+    from farmseg.models.nets import network_from_bundle
 
     bundle = load_bundle(name_or_path)
     model = network_from_bundle(bundle.meta, bundle.weights_path)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from farmseg.atomic import default_mode
 from farmseg.errors import ModelError
+from farmseg.geoio.atomic import default_mode
 
 SCHEMA_VERSION = 1
 META_NAME = "farmseg.json"
@@ -29,10 +29,16 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
+def normalization(n_bands: int) -> tuple[list[float], list[float]]:
+    """ImageNet mean/std for RGB; neutral values for extra bands."""
+    return (IMAGENET_MEAN[:n_bands] + [0.5] * max(0, n_bands - 3),
+            IMAGENET_STD[:n_bands] + [0.25] * max(0, n_bands - 3))
+
+
 def app_root() -> Path:
     """Folder holding models/ and resources/ (the repo, or the frozen app folder)."""
     frozen = getattr(sys, "_MEIPASS", None)
-    return Path(frozen) if frozen else Path(__file__).resolve().parent.parent
+    return Path(frozen) if frozen else Path(__file__).resolve().parents[2]
 
 
 def bundled_models_dir() -> Path:

@@ -27,11 +27,10 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from farmseg.engines import cpu_threads
-from farmseg.inference import PROB_SCALE
+from farmseg.cpu import cpu_threads
+from farmseg.fields.polygonize import polygonize, ranges
+from farmseg.geoio.raster import PROB_SCALE, Grid
 from farmseg.jobs import Job, Progress
-from farmseg.polygonize import polygonize, ranges
-from farmseg.raster import Grid
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 MAX_WORKERS = 4

@@ -15,10 +15,9 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from farmseg.bundle import app_root, load_bundle
-from farmseg.cpu import describe_cpu
-from farmseg.engines import cpu_threads
-from farmseg.raster import Grid, raster_profile_for
+from farmseg.cpu import cpu_threads, describe_cpu
+from farmseg.geoio.raster import Grid, raster_profile_for
+from farmseg.models.bundle import app_root, load_bundle
 
 SAMPLE = app_root() / "resources" / "sample" / "sample.tif"
 
@@ -53,7 +52,7 @@ def run_farmseg(raster: str, model: str, engine: str, precision: str, tile: int 
                 queue) -> None:
     """Child process: read -> infer -> blend -> vectorize -> write a GeoPackage."""
     from farmseg.jobs import run_job
-    from farmseg.segment import SegmentOptions, segment_job
+    from farmseg.pipeline.segment import SegmentOptions, segment_job
 
     out = Path(raster).with_name("fields.gpkg")
     start = time.monotonic()
@@ -79,7 +78,7 @@ def run_baseline(raster: str, model: str, queue) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from farmseg.scaling import apply_scaling
+    from farmseg.models.scaling import apply_scaling
 
     torch.set_num_threads(cpu_threads())
     bundle = load_bundle(model)
@@ -106,10 +105,10 @@ def run_baseline(raster: str, model: str, queue) -> None:
 
 def run_vectorize(prob_path: str, model: str, queue) -> None:
     """Child process: vectorize + clean a probability raster, with `segment`'s settings."""
-    from farmseg.fields import CleanSettings, clean_fields
+    from farmseg.fields.clean import CleanSettings, clean_fields
+    from farmseg.fields.vectorize import vectorize_job
     from farmseg.jobs import drain
-    from farmseg.segment import SegmentOptions, vectorize_settings
-    from farmseg.vectorize import vectorize_job
+    from farmseg.pipeline.segment import SegmentOptions, vectorize_settings
 
     start = time.monotonic()
     settings = vectorize_settings(SegmentOptions(input=Path(prob_path)), load_bundle(model))
@@ -125,7 +124,7 @@ def bench_vectorize(size: int = 10240, model: str = "default") -> str:
     work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
     try:
         from farmseg.jobs import drain
-        from farmseg.segment import SegmentOptions, segment_job
+        from farmseg.pipeline.segment import SegmentOptions, segment_job
 
         probs = work / "sample_probs.tif"
         drain(segment_job(SegmentOptions(input=SAMPLE, model=model, prob_out=probs,
@@ -153,7 +152,7 @@ def seam_check(size: int = 2048, model: str = "default") -> str:
     import shapely
 
     from farmseg.jobs import drain
-    from farmseg.segment import SegmentOptions, segment_job
+    from farmseg.pipeline.segment import SegmentOptions, segment_job
 
     work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
     try:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-
 BOUNDARY_RADIUS = 2  # px each side of a field edge, as in the agoro-naip masks
 
 
@@ -32,7 +31,7 @@ def instances_from_polygons(vector_path: Path, shape: tuple[int, int], transform
     """Rasterize field polygons (any CRS) on an image grid -> instance raster (0 = none)."""
     from rasterio import features
 
-    from farmseg.vectors import read_polygons, reproject
+    from farmseg.geoio.vectors import read_polygons, reproject
 
     geoms, source_crs = read_polygons(vector_path)
     geoms = reproject(geoms, source_crs, crs.to_wkt() if crs is not None else None)

@@ -14,8 +14,8 @@ from rasterio import features
 from scipy import ndimage
 
 from farmseg.errors import InputError, UsageError
-from farmseg.raster import Grid, RasterSource
-from farmseg.vectors import read_polygons, reproject
+from farmseg.geoio.raster import Grid, RasterSource
+from farmseg.geoio.vectors import read_polygons, reproject
 
 MATCH_IOU = 0.5
 

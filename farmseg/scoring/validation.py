@@ -12,15 +12,15 @@ from pathlib import Path
 
 import rasterio
 
-from farmseg.bundle import ModelBundle, write_meta
-from farmseg.engines import make_predictor
 from farmseg.errors import InputError
-from farmseg.evaluate import Score, rasterize_instances, score_instances
-from farmseg.fields import CleanSettings, clean_fields
-from farmseg.inference import TileSettings, infer_job
+from farmseg.fields.clean import CleanSettings, clean_fields
+from farmseg.fields.vectorize import VectorizeSettings, vectorize_job
+from farmseg.geoio.raster import RasterSource
 from farmseg.jobs import Job, Progress, drain
-from farmseg.raster import RasterSource
-from farmseg.vectorize import VectorizeSettings, vectorize_job
+from farmseg.models.bundle import ModelBundle, write_meta
+from farmseg.models.engines import make_predictor
+from farmseg.pipeline.inference import TileSettings, infer_job
+from farmseg.scoring.evaluate import Score, rasterize_instances, score_instances
 
 SEED_GRID = (0.5, 0.6, 0.7, 0.8)
 BOUNDARY_GRID = (0.1, 0.15, 0.2, 0.3, 0.4)
@@ -30,7 +30,7 @@ FIELD_GRID = (0.4, 0.5, 0.6)
 def bundle_vectorize_settings(bundle: ModelBundle, image: Path,
                               min_area_ha: float) -> VectorizeSettings:
     """The settings `segment` would use for this image with the bundle's thresholds."""
-    from farmseg.segment import SegmentOptions, vectorize_settings
+    from farmseg.pipeline.segment import SegmentOptions, vectorize_settings
 
     with RasterSource(image) as src:
         pixel_m = src.grid.pixel_size_m() or 1.0

@@ -1,0 +1,1 @@
+"""Fields from probabilities: instances, exact polygons, cleaning, measurements, export."""

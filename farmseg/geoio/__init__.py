@@ -1,0 +1,1 @@
+"""Raster and vector I/O: windowed raster reading, vector files, all-or-nothing outputs."""

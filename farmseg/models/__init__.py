@@ -1,0 +1,1 @@
+"""Models and engines: bundles, networks, input scaling, predictors, ONNX export."""

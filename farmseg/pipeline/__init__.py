@@ -1,0 +1,1 @@
+"""The streamed pipeline: tile layout and blending, windowed inference, the segment job."""

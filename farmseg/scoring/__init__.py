@@ -1,0 +1,1 @@
+"""Scoring against reference fields: evaluate, validate (and tune), HTML report."""
