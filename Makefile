@@ -7,14 +7,14 @@ DATA ?= ../shared/data/agoro-naip/train
 SAMPLE := resources/sample/sample.tif
 OUT ?= runs/sample_fields.gpkg
 
-.PHONY: run demo test model model-fast bench bench-gui package clean finetune-check
+.PHONY: run demo test lint model model-fast bench bench-gui package clean finetune-check
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch from PyPI as a dependency of torchvision (never the local 2.13 CPU wheel)
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install --quiet -e ".[torch,gui,test]"
+	$(BIN)/pip install --quiet -e ".[torch,gui,test,lint]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -29,8 +29,14 @@ demo: $(STAMP)
 	$(BIN)/farmseg segment $(SAMPLE) -o $(OUT) --overwrite
 	@echo "fields written to $(OUT)"
 
-test: $(STAMP)
+test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# style and errors (ruff), static types (mypy), the import contracts of pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check farmseg tests packaging
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 model: $(STAMP)
 	# stage 1: from the ImageNet encoder, 256 px crops
