@@ -1,0 +1,98 @@
+"""Rehearsal: a few crops of a model's own training data, shipped inside its bundle.
+
+Fine-tuning on a handful of user tiles makes a network forget what it knew (it memorises the
+tiles). Mixing crops of the base model's own training data into every batch keeps it close
+to what it learned. The crops live in the bundle as `replay.npz` (uint8 image crops and
+their 3-class masks; numpy arrays only, read without pickle) beside the data's licence.
+`python -m farmseg.training.replay --data DIR --bundle models/default` writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import Affine
+
+from farmseg.errors import ModelError
+from farmseg.geoio.atomic import atomic_file
+from farmseg.training.samples import Sample
+
+REPLAY_NAME = "replay.npz"
+REPLAY_LICENSE_NAME = "replay-LICENSE.txt"
+CROP = 192
+CROPS_PER_IMAGE = 2
+
+
+def _crop_origins(height: int, width: int, count: int, rng: random.Random
+                  ) -> list[tuple[int, int]]:
+    return [(rng.randrange(0, height - CROP + 1), rng.randrange(0, width - CROP + 1))
+            for _ in range(count)]
+
+
+def build_replay_set(data_dir: Path, names: list[str], bundle_dir: Path, seed: int = 0) -> Path:
+    """Write `CROPS_PER_IMAGE` random crops of each named training image (images/NAME.tif,
+    masks/NAME.tif) and the data set's LICENSE into `bundle_dir`."""
+    rng = random.Random(seed)
+    images, masks = [], []
+    pixel_sizes = set()
+    for name in names:
+        with rasterio.open(data_dir / "images" / f"{name}.tif") as img, \
+                rasterio.open(data_dir / "masks" / f"{name}.tif") as msk:
+            pixel_sizes.add(round(abs(img.transform.a), 3))
+            for row, col in _crop_origins(img.height, img.width, CROPS_PER_IMAGE, rng):
+                window = ((row, row + CROP), (col, col + CROP))
+                images.append(img.read(window=window).astype(np.uint8))
+                masks.append(msk.read(1, window=window).astype(np.uint8))
+    if len(pixel_sizes) != 1:
+        raise ModelError(data_dir, f"replay images differ in pixel size: {sorted(pixel_sizes)}")
+    target = bundle_dir / REPLAY_NAME
+    with atomic_file(target) as tmp, open(tmp, "wb") as out:
+        np.savez_compressed(out, images=np.stack(images), masks=np.stack(masks),
+                            pixel_size=np.float64(pixel_sizes.pop()),
+                            names=np.array(names))
+    licence = data_dir.parent / "LICENSE"
+    notice = (f"The crops in {REPLAY_NAME} come from the agoro-naip data set "
+              "(USDA NAIP imagery, US public domain; field labels MIT-licensed):\n\n")
+    (bundle_dir / REPLAY_LICENSE_NAME).write_text(notice + licence.read_text())
+    return target
+
+
+def load_replay_samples(bundle_dir: Path) -> list[Sample]:
+    """The bundle's replay crops as training samples (none when it ships no replay set)."""
+    path = Path(bundle_dir) / REPLAY_NAME
+    if not path.is_file():
+        return []
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            images, masks = data["images"], data["masks"]
+            pixel_size = float(data["pixel_size"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(path, f"cannot read the replay set ({exc})") from None
+    return [Sample(f"replay[{i}]", image, mask, np.ones(mask.shape, bool), "uint8", pixel_size,
+                   [str(path)], Affine.scale(pixel_size, -pixel_size))
+            for i, (image, mask) in enumerate(zip(images, masks))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="write a bundle's replay set")
+    parser.add_argument("--data", type=Path, required=True, help="images/ + masks/ folder")
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder to add it to")
+    args = parser.parse_args(argv)
+    from farmseg.models.bundle import load_bundle
+
+    bundle = load_bundle(str(args.bundle))
+    held_out = {n.split("[")[0] for n in bundle.meta["training"]["validation"]}
+    names = sorted(p.stem for p in (args.data / "images").glob("*.tif") if p.stem not in held_out)
+    path = build_replay_set(args.data, names, args.bundle)
+    print(f"{path}: {len(names) * CROPS_PER_IMAGE} crops of {CROP} px from {len(names)} images "
+          f"({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
