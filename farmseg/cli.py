@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn, TypeAlias
 
 from farmseg import __version__
 from farmseg.errors import Cancelled, FarmsegError
 from farmseg.jobs import run_job
+from farmseg.models.engine_choice import DEVICES, ENGINES, PRECISIONS, EngineRequest
 from farmseg.progressbar import ProgressBar
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         sys.stderr.write(f"farmseg: error: {message}\n")
         sys.exit(2)
 
@@ -59,17 +61,17 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from farmseg.pipeline.segment import SegmentOptions, segment_job
+    from farmseg.fields.clean import CleanSettings
+    from farmseg.pipeline.segment import SegmentOptions, TileOptions, VectorizeOptions, segment_job
 
     options = SegmentOptions(
-        input=Path(args.input), output=Path(args.output), model=args.model, engine=args.engine,
-        device=args.device, precision=args.precision, tile=args.tile, overlap=args.overlap,
-        batch=args.batch,
-        bands=args.bands, min_area_ha=args.min_area_ha, min_hole_ha=args.min_hole_ha,
-        method=args.method, field_threshold=args.field_threshold,
-        seed_threshold=args.seed_threshold, boundary_threshold=args.boundary_threshold,
-        band_rows=args.band_rows, prob_out=args.prob, classes_out=args.classes,
-        csv_out=args.csv, overwrite=args.overwrite, crs=args.crs)
+        input=Path(args.input), output=Path(args.output), model=args.model,
+        engine=EngineRequest(args.engine, args.device, args.precision),
+        tiles=TileOptions(args.tile, args.overlap, args.batch, args.bands),
+        vectorize=VectorizeOptions(args.method, args.field_threshold, args.seed_threshold,
+                                   args.boundary_threshold, args.band_rows),
+        clean=CleanSettings(args.min_area_ha, args.min_hole_ha), prob_out=args.prob,
+        classes_out=args.classes, csv_out=args.csv, overwrite=args.overwrite, crs=args.crs)
     bar = ProgressBar(args.quiet)
     result = run_job(segment_job(options), bar)
     bar.close()
@@ -205,16 +207,32 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def parser_commands(parser: argparse.ArgumentParser) -> set[str]:
     """Names of the subcommands."""
-    for action in parser._subparsers._group_actions:  # argparse keeps them only here
-        return set(action.choices)
+    for action in parser._actions:  # argparse keeps them only here
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
     return set()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="farmseg", description="Farm field segmentation for GeoTIFFs.")
-    parser.add_argument("--version", action="version", version=f"farmseg {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def _add_model(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--model", default="default", help=help)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=list(DEVICES))
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="auto", choices=list(ENGINES))
+
+
+def _add_train(sub: _Commands) -> None:
     p = sub.add_parser("train", help="train or fine-tune a model on labeled tiles")
     p.add_argument("--data", required=True, help="folder with images/ and masks/ or fields/")
     p.add_argument("--out", required=True, help="bundle folder to write")
@@ -227,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--freeze-encoder", action="store_true")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CPUs with native bf16 (AVX-512 BF16/AMX)")
     p.add_argument("--seed", type=int, default=0)
@@ -240,17 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the weights in --out (optimizer state is not kept)")
     p.add_argument("--checkpoint", action="store_true",
                    help="write the best epoch so far after each epoch (marked partial)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    _add_quiet(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_segment(sub: _Commands) -> None:
     p = sub.add_parser("segment", help="find the fields in a raster and write polygons")
     p.add_argument("input", help="GeoTIFF (or any raster GDAL reads)")
     p.add_argument("-o", "--output", required=True,
                    help="polygon file: .geojson, .shp, .gpkg or .kml")
-    p.add_argument("--model", default="default", help="bundle name or folder")
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "bf16", "fp16"],
+    _add_model(p, "bundle name or folder")
+    _add_engine(p)
+    _add_device(p)
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto picks int8/bf16 only where the CPU runs it fast and the model's "
                    "accuracy check passed; fp32 is always the exact path")
     p.add_argument("--tile", type=int, help="tile size in px (default: the model's)")
@@ -271,14 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="also write a CSV summary, one row per field")
     p.add_argument("--crs", help="CRS of a raster that has none (e.g. EPSG:32615)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("-q", "--quiet", action="store_true")
+    _add_quiet(p)
     p.set_defaults(func=_cmd_segment)
 
+
+def _add_info(sub: _Commands) -> None:
     p = sub.add_parser("info", help="describe a raster and whether a model fits it")
     p.add_argument("input")
-    p.add_argument("--model", default="default")
+    _add_model(p)
     p.set_defaults(func=_cmd_info)
 
+
+def _add_evaluate(sub: _Commands) -> None:
     p = sub.add_parser("evaluate", help="score predicted fields against reference fields")
     p.add_argument("--pred", required=True, help="predicted field polygons")
     p.add_argument("--ref", required=True, help="reference polygons or instance raster")
@@ -286,23 +310,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a report: .html, .md or .json")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_validate(sub: _Commands) -> None:
     p = sub.add_parser("validate", help="score a model on its held-out validation images")
     p.add_argument("--data", required=True, help="folder with images/ and instances/")
-    p.add_argument("--model", default="default")
+    _add_model(p)
     p.add_argument("--tune", action="store_true", help="grid-search post-processing thresholds")
     p.add_argument("--record", action="store_true", help="write the figures into the bundle")
-    p.add_argument("-q", "--quiet", action="store_true")
+    _add_quiet(p)
     p.set_defaults(func=_cmd_validate)
 
+
+def _add_gui(sub: _Commands) -> None:
     p = sub.add_parser("gui", help="open the desktop application (default with no command)")
     p.add_argument("files", nargs="*", help="rasters to open")
     p.add_argument("--segment", action="store_true", help="segment the first file on start")
     p.set_defaults(func=_cmd_gui)
 
+
+def _add_bench(sub: _Commands) -> None:
     p = sub.add_parser("bench", help="time the whole pipeline against the plain tile loop")
     p.add_argument("--size", type=int, default=8192, help="raster side in px")
-    p.add_argument("--model", default="default")
-    p.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"])
+    _add_model(p)
+    _add_engine(p)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8", "bf16"])
     p.add_argument("--tile", type=int)
     p.add_argument("--no-baseline", action="store_true")
@@ -312,10 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segment with 256/32 and 1024/64 px tiles and compare the fields")
     p.set_defaults(func=_cmd_bench)
 
+
+def _add_export_onnx(sub: _Commands) -> None:
     p = sub.add_parser("export-onnx", help="(re)write a bundle's model.onnx from its weights")
     p.add_argument("model", help="bundle name or folder")
     p.set_defaults(func=_cmd_export_onnx)
 
+
+def _add_import_checkpoint(sub: _Commands) -> None:
     p = sub.add_parser("import-checkpoint",
                        help="convert a trusted PyTorch checkpoint (.pt/.pth) into a bundle")
     p.add_argument("file")
@@ -325,15 +359,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", type=_int_list)
     p.set_defaults(func=_cmd_import_checkpoint)
 
+
+def _add_quantize(sub: _Commands) -> None:
     p = sub.add_parser("quantize", help="build reduced-precision variants and check accuracy")
     p.add_argument("--data", required=True, help="folder with the model's validation images")
-    p.add_argument("--model", default="default")
+    _add_model(p)
     p.add_argument("--variants", nargs="+", default=["int8"], choices=["int8", "bf16"])
-    p.add_argument("-q", "--quiet", action="store_true")
+    _add_quiet(p)
     p.set_defaults(func=_cmd_quantize)
 
+
+def _add_models(sub: _Commands) -> None:
     p = sub.add_parser("models", help="list bundled and user models")
     p.set_defaults(func=_cmd_models)
+
+
+# in the order `farmseg --help` lists them
+_COMMANDS = (_add_train, _add_segment, _add_info, _add_evaluate, _add_validate, _add_gui,
+             _add_bench, _add_export_onnx, _add_import_checkpoint, _add_quantize, _add_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `farmseg` parser: one subcommand per builder in _COMMANDS."""
+    parser = _Parser(prog="farmseg", description="Farm field segmentation for GeoTIFFs.")
+    parser.add_argument("--version", action="version", version=f"farmseg {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add_command in _COMMANDS:
+        add_command(sub)
     return parser
 
 

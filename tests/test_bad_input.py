@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from farmseg.errors import Cancelled, FarmsegError, ModelError
 from farmseg.geoio.raster import RasterSource
 from farmseg.jobs import run_job
 from farmseg.models.bundle import load_bundle, resolve_bundle_path
-from farmseg.pipeline.segment import SegmentOptions, segment_job
+from farmseg.pipeline.segment import SegmentOptions, TileOptions, segment_job
 from tests.conftest import ROOT, SAMPLE, write_crop
 
 
@@ -299,28 +301,52 @@ def test_cancel_at_each_stage_leaves_the_folder_as_it_was(tmp_path, sample_crop,
     seen = []
     with pytest.raises(Cancelled):
         run_job(segment_job(SegmentOptions(input=sample_crop, output=tmp_path / "o.gpkg",
-                                           prob_out=tmp_path / "p.tif", tile=128)),
+                                           prob_out=tmp_path / "p.tif",
+                                           tiles=TileOptions(tile=128))),
                 lambda p: seen.append(p.stage), lambda: stage in seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-# From 0.4 s: a signal in the first milliseconds lands while the interpreter itself starts
-# (before any farmseg code can run) and is handled by Python, not by farmseg.
-@pytest.mark.parametrize("delay", [0.4, 1.0, 2.5, 4.5])
-def test_ctrl_c_at_any_moment_exits_130_cleanly(tmp_path, delay):
+_SEGMENT_PROGRESS = re.compile(r"segment +\[[#.]+\] (\d+)/(\d+)")
+
+
+def _wait_for_tiles(process: subprocess.Popen, stderr: list[bytes], fraction: float) -> None:
+    """Until the child's progress bar shows at least `fraction` of the tiles segmented."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        shown = _SEGMENT_PROGRESS.findall(b"".join(stderr).decode(errors="replace"))
+        if shown and int(shown[-1][0]) >= fraction * int(shown[-1][1]):
+            return
+        time.sleep(0.01)
+    pytest.fail("no segment progress: " + b"".join(stderr).decode(errors="replace"))
+
+
+# The start-up moment is 0.4 s in: a signal in the first milliseconds lands while the
+# interpreter itself starts (before any farmseg code can run) and is handled by Python.
+@pytest.mark.parametrize("moment", ["start-up", "first tile", "half the tiles"])
+def test_ctrl_c_at_any_moment_exits_130_cleanly(tmp_path, moment):
     image = write_crop(SAMPLE, tmp_path / "in" / "scene.tif", 0, 0, 1024, 1024)
     out = tmp_path / "out"
     out.mkdir()
+    # 441 small tiles one at a time: seconds of segmenting, so the signal always lands mid-job
     process = subprocess.Popen([sys.executable, "-m", "farmseg", "segment", str(image), "-o",
-                                str(out / "f.gpkg"), "--tile", "256"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
+                                str(out / "f.gpkg"), "--tile", "64", "--overlap", "16",
+                                "--batch", "1"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.extend(iter(process.stderr.read1, b"")))
+    reader.start()
+    if moment == "start-up":
+        time.sleep(0.4)
+    else:
+        _wait_for_tiles(process, stderr, 0.5 if moment == "half the tiles" else 0.0)
+    assert process.poll() is None, "the job ended before the signal"
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    if process.returncode == 0:  # finished before the signal: nothing to check
-        return
+    process.wait(timeout=60)
+    reader.join()
+    err = b"".join(stderr).decode(errors="replace")
     assert process.returncode == 130, err
-    assert "Traceback" not in err
+    assert "farmseg: cancelled" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
 
 

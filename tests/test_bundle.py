@@ -97,8 +97,8 @@ def test_unknown_model_name(tmp_path):
 def test_onnx_matches_torch_on_a_real_crop(sample_network_tile):
     pytest.importorskip("torch")
     from farmseg.models.bundle import load_bundle as load
+    from farmseg.models.engine_onnx import OnnxPredictor
     from farmseg.models.engine_torch import TorchPredictor
-    from farmseg.models.engines import OnnxPredictor
 
     bundle = load("default")
     batch = sample_network_tile[None]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyogrio
 import pytest
 
+from farmseg.errors import UsageError
+from farmseg.models.engine_choice import BundleVerdicts, EngineChoice, EngineRequest, choose_engine
 from tests.conftest import ROOT
 
 
@@ -98,16 +101,101 @@ def test_auto_engine_follows_the_cpu_features(monkeypatch, int8_ok, native_bf16,
     the accepted bf16 torch path for large rasters (small ones do not repay torch's
     start-up); else ONNX fp32."""
     from farmseg import cpu
-    from farmseg.models import engines
+    from farmseg.models import engines, machine
     from farmseg.models.bundle import load_bundle
 
     bundle = load_bundle("default")
     bundle.meta = {**bundle.meta, "precision": {"int8": {"accepted": int8_ok},
                                                 "bf16": {"accepted": True}}}
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: native_bf16)
-    monkeypatch.setattr(engines, "int8_is_fast", lambda: fast_int8)
-    monkeypatch.setattr(engines, "torch_cuda_available", lambda: False)
+    monkeypatch.setattr(machine, "int8_is_fast", lambda: fast_int8)
+    monkeypatch.setattr(machine, "torch_cuda_available", lambda: False)
     assert engines.make_predictor(bundle, pixels=pixels).name == expected
+
+
+@dataclass(frozen=True)
+class _Machine:
+    native_bf16: bool = False
+    fast_int8: bool = False
+    cuda: bool = False
+    onnxruntime: bool = True
+    torch: bool = True
+
+
+_BIG, _SMALL = 20_000 ** 2, 1024 ** 2
+_BF16_CPU = _Machine(native_bf16=True)
+_BF16_OK = BundleVerdicts(has_onnx=True, int8_accepted=False, bf16_accepted=True)
+_INT8_OK = BundleVerdicts(has_onnx=True, int8_accepted=True, bf16_accepted=True)
+_PLAIN = BundleVerdicts(has_onnx=True, int8_accepted=False, bf16_accepted=False)
+_NO_ONNX = BundleVerdicts(has_onnx=False, int8_accepted=False, bf16_accepted=False)
+
+
+@pytest.mark.parametrize("request_, machine, verdicts, pixels, expected", [
+    # auto on the CPU: int8 where accepted and fast, torch bf16 for large rasters where
+    # native and accepted (and no int8), else ONNX fp32
+    (EngineRequest(), _Machine(), _PLAIN, _BIG, ("onnx", "cpu", "fp32")),
+    (EngineRequest(), _Machine(fast_int8=True), _INT8_OK, _BIG, ("onnx", "cpu", "int8")),
+    (EngineRequest(), _Machine(), _INT8_OK, _BIG, ("onnx", "cpu", "fp32")),
+    (EngineRequest(), _BF16_CPU, _BF16_OK, _BIG, ("torch", "cpu", "bf16")),
+    (EngineRequest(), _BF16_CPU, _BF16_OK, None, ("torch", "cpu", "bf16")),
+    (EngineRequest(), _BF16_CPU, _BF16_OK, _SMALL, ("onnx", "cpu", "fp32")),
+    (EngineRequest(), _BF16_CPU, _PLAIN, _BIG, ("onnx", "cpu", "fp32")),
+    (EngineRequest(), _Machine(native_bf16=True, fast_int8=True), _INT8_OK, _BIG,
+     ("onnx", "cpu", "int8")),
+    (EngineRequest(), _Machine(native_bf16=True, torch=False), _BF16_OK, _BIG,
+     ("onnx", "cpu", "fp32")),
+    (EngineRequest(precision="fp32"), _BF16_CPU, _BF16_OK, _BIG, ("onnx", "cpu", "fp32")),
+    # torch where ONNX cannot run, or on CUDA
+    (EngineRequest(), _Machine(), _NO_ONNX, _BIG, ("torch", "cpu", "fp32")),
+    (EngineRequest(), _Machine(onnxruntime=False), _PLAIN, _BIG, ("torch", "cpu", "fp32")),
+    (EngineRequest(), _Machine(cuda=True), _BF16_OK, _BIG, ("torch", "cuda", "fp32")),
+    (EngineRequest(device="cpu"), _Machine(cuda=True), _PLAIN, _BIG, ("onnx", "cpu", "fp32")),
+    (EngineRequest(device="cuda"), _Machine(), _PLAIN, _BIG, ("torch", "cuda", "fp32")),
+    # asked precisions pick their engine
+    (EngineRequest(precision="bf16"), _Machine(), _PLAIN, _SMALL, ("torch", "cpu", "bf16")),
+    (EngineRequest(precision="fp16"), _Machine(cuda=True), _PLAIN, _SMALL,
+     ("torch", "cuda", "fp16")),
+    (EngineRequest(precision="int8"), _Machine(), _PLAIN, _SMALL, ("onnx", "cpu", "int8")),
+    (EngineRequest(device="cuda", precision="int8"), _Machine(cuda=True), _PLAIN, _SMALL,
+     ("torch", "cuda", "fp32")),
+    # asked engines
+    (EngineRequest("onnx"), _Machine(cuda=True), _BF16_OK, _BIG, ("onnx", "cpu", "fp32")),
+    (EngineRequest("onnx"), _Machine(fast_int8=True), _INT8_OK, _SMALL,
+     ("onnx", "cpu", "int8")),
+    (EngineRequest("torch"), _BF16_CPU, _BF16_OK, _SMALL, ("torch", "cpu", "bf16")),
+    (EngineRequest("torch"), _Machine(), _BF16_OK, _SMALL, ("torch", "cpu", "fp32")),
+    (EngineRequest("torch"), _Machine(native_bf16=True, cuda=True), _BF16_OK, _SMALL,
+     ("torch", "cuda", "fp32")),
+])
+def test_engine_decision_table(request_, machine, verdicts, pixels, expected):
+    assert choose_engine(request_, machine, verdicts, pixels) == EngineChoice(*expected)
+
+
+@pytest.mark.parametrize("request_, message", [
+    (EngineRequest("tensorrt"), "unknown engine 'tensorrt'"),
+    (EngineRequest(device="tpu"), "unknown device 'tpu'"),
+    (EngineRequest(precision="fp8"), "unknown precision 'fp8'"),
+    (EngineRequest("torch", precision="int8"), "int8 runs on ONNX Runtime"),
+    (EngineRequest("onnx", precision="bf16"), "bf16 runs on torch"),
+    (EngineRequest("onnx", device="cuda"), "onnx runs on the CPU"),
+])
+def test_engine_requests_that_do_not_go_together(request_, message):
+    with pytest.raises(UsageError, match=message):
+        choose_engine(request_, _Machine(), _PLAIN)
+
+
+class _NoCudaProbe:
+    native_bf16 = fast_int8 = False
+    onnxruntime = torch = True
+
+    @property
+    def cuda(self) -> bool:  # probing CUDA imports torch where a driver is present
+        raise AssertionError("CUDA probed")
+
+
+@pytest.mark.parametrize("request_", [EngineRequest("onnx"), EngineRequest(device="cpu")])
+def test_the_cpu_paths_never_probe_cuda(request_):
+    assert choose_engine(request_, _NoCudaProbe(), _PLAIN).engine == "onnx"
 
 
 def test_frozen_bf16_torch_path_matches_fp32_on_a_real_crop(sample_network_tile):

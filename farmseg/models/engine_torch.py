@@ -10,16 +10,14 @@ import torch
 from farmseg.cpu import cpu_threads
 from farmseg.errors import UsageError
 from farmseg.models.bundle import ModelBundle
-from farmseg.models.engines import bf16_is_fast_and_accepted
 from farmseg.models.nets import network_from_bundle
 
 
 class TorchPredictor:
     """A bundle's network on CPU (channels_last) or CUDA."""
 
-    def __init__(self, bundle: ModelBundle, device: str = "auto", precision: str = "auto") -> None:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", precision: str = "fp32") -> None:
+        """`device` cpu or cuda, `precision` fp32, bf16 or fp16 (as engine_choice decides)."""
         if device == "cuda" and not torch.cuda.is_available():
             raise UsageError(None, "--device cuda: no CUDA GPU is available")
         self.device = torch.device(device)
@@ -27,7 +25,7 @@ class TorchPredictor:
             torch.set_num_threads(cpu_threads())
         self.model = network_from_bundle(bundle.meta, bundle.weights_path).to(self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.autocast = self._autocast_dtype(precision, bundle)
+        self.autocast = self._autocast_dtype(precision)
         # CPU bf16: bf16 weights in a frozen TorchScript graph (see _cpu_bf16_forward)
         self.cpu_bf16 = self.device.type == "cpu" and self.autocast == torch.bfloat16
         self._frozen: torch.jit.ScriptModule | None = None
@@ -38,18 +36,14 @@ class TorchPredictor:
             self.name += f" ({torch.cuda.get_device_name(self.device)})"
         self.name += f"/{str(self.autocast).replace('torch.', '') if self.autocast else 'fp32'}"
 
-    def _autocast_dtype(self, precision: str, bundle: ModelBundle) -> torch.dtype | None:
-        """bf16/fp16 autocast when asked; auto: bf16 on CPUs with native bf16, if the
-        bundle's bf16 accuracy check passed."""
+    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
+        """bf16/fp16 autocast when asked (fp16 on CUDA only); None for fp32."""
         if precision == "bf16":
             return torch.bfloat16
         if precision == "fp16":
             if self.device.type != "cuda":
                 raise UsageError(None, "--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
             return torch.float16
-        if (precision == "auto" and self.device.type == "cpu"
-                and bf16_is_fast_and_accepted(bundle)):
-            return torch.bfloat16
         return None
 
     def suggested_batch(self, tile: int) -> int:

@@ -65,7 +65,8 @@ def load_imagenet_encoder(model: torch.nn.Module, encoder: str) -> bool:
                         map_location="cpu", weights_only=True)
     source_items = [(k, v) for k, v in source.items()
                     if not k.startswith(("_fc.", "_conv_head.", "_bn1."))]
-    target = model.encoder.model.state_dict()
+    encoder_net = model.get_submodule("encoder.model")
+    target = encoder_net.state_dict()
     if len(source_items) != len(target):
         raise ModelError(None, "EfficientNet-Lite0 weights do not match the timm layout")
     mapped = {}
@@ -73,7 +74,7 @@ def load_imagenet_encoder(model: torch.nn.Module, encoder: str) -> bool:
         if tensor.shape != dst.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
             raise ModelError(None, f"EfficientNet-Lite0 weight {src_key} does not fit {dst_key}")
         mapped[dst_key] = tensor
-    model.encoder.model.load_state_dict(mapped, strict=True)
+    encoder_net.load_state_dict(mapped, strict=True)
     return True
 
 

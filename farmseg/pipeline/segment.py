@@ -6,7 +6,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,43 @@ from farmseg.geoio.atomic import atomic_file, check_target
 from farmseg.geoio.raster import Grid, RasterSource, raster_profile_for
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import ModelBundle, load_bundle
-from farmseg.models.engines import make_predictor
+from farmseg.models.engine_choice import EngineRequest
+from farmseg.models.engines import Predictor, make_predictor
 from farmseg.pipeline.inference import TileSettings, infer_job
+
+
+@dataclass
+class TileOptions:
+    """How the raster is cut for the network; None: the model's tile and overlap, the
+    batch the engine suggests for the device, the model's bands."""
+
+    tile: int | None = None
+    overlap: int | None = None
+    batch: int | None = None
+    bands: list[int] | None = None
+
+    def settings(self, bundle: ModelBundle, predictor: Predictor) -> TileSettings:
+        """The tile settings for this bundle and engine."""
+        tile = self.tile or bundle.tile
+        overlap = bundle.overlap if self.overlap is None else self.overlap
+        return TileSettings(tile, overlap, self.batch or predictor.suggested_batch(tile))
+
+
+@dataclass
+class VectorizeOptions:
+    """How probabilities become fields; thresholds left None come from the model."""
+
+    method: str = "seeded"
+    field_threshold: float | None = None
+    seed_threshold: float | None = None
+    boundary_threshold: float | None = None
+    band_rows: int | None = None
+
+    def settings(self, bundle: ModelBundle, min_area_ha: float,
+                 pixel_area_m2: float = 1.0) -> VectorizeSettings:
+        """Thresholds from the model metadata, overridden by these options; size filters
+        from the minimum field area."""
+        return settings_for(bundle.thresholds, min_area_ha, pixel_area_m2, **asdict(self))
 
 
 @dataclass
@@ -31,20 +66,10 @@ class SegmentOptions:
     input: Path
     output: Path | None = None
     model: str = "default"
-    engine: str = "auto"
-    device: str = "auto"
-    precision: str = "auto"
-    tile: int | None = None
-    overlap: int | None = None
-    batch: int | None = None  # None: what the engine suggests for the device
-    bands: list[int] | None = None
-    min_area_ha: float = 0.1
-    min_hole_ha: float = 0.1
-    method: str = "seeded"
-    field_threshold: float | None = None
-    seed_threshold: float | None = None
-    boundary_threshold: float | None = None
-    band_rows: int | None = None
+    engine: EngineRequest = field(default_factory=EngineRequest)
+    tiles: TileOptions = field(default_factory=TileOptions)
+    vectorize: VectorizeOptions = field(default_factory=VectorizeOptions)
+    clean: CleanSettings = field(default_factory=CleanSettings)
     prob_out: Path | None = None
     classes_out: Path | None = None
     csv_out: Path | None = None
@@ -61,17 +86,6 @@ class SegmentResult:
     seconds: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     pixels: int = 0
-
-
-def vectorize_settings(options: SegmentOptions, bundle: ModelBundle,
-                       pixel_area_m2: float = 1.0) -> VectorizeSettings:
-    """Thresholds from the model metadata, overridden by explicit options; size filters from
-    the minimum field area."""
-    return settings_for(bundle.thresholds, options.min_area_ha, pixel_area_m2,
-                        method=options.method, field_threshold=options.field_threshold,
-                        seed_threshold=options.seed_threshold,
-                        boundary_threshold=options.boundary_threshold,
-                        band_rows=options.band_rows)
 
 
 def _targets(options: SegmentOptions) -> list[Path]:
@@ -99,41 +113,28 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
             check_layer_exportable(source.grid.crs, Path(options.output))
         if source.grid.crs is None:
             warn(f"{source.path}: no CRS; areas are in pixel units (give one with --crs)")
-        if options.bands is None and source.count > 4:
+        if options.tiles.bands is None and source.count > 4:
             warn(f"{source.path}: {source.count} bands; the model reads bands "
                  f"{bundle.bands} as {', '.join(bundle.band_names)} (choose with --bands)")
-        predictor = make_predictor(bundle, options.engine, options.device, options.precision,
+        predictor = make_predictor(bundle, **asdict(options.engine),
                                    pixels=source.width * source.height)
-        tile = options.tile or bundle.tile
-        settings = TileSettings(tile, bundle.overlap if options.overlap is None else
-                                options.overlap, options.batch or predictor.suggested_batch(tile))
+        settings = options.tiles.settings(bundle, predictor)
         clock = time.monotonic()
         seconds: dict[str, float] = {}
         prob_path = yield from infer_job(source, bundle, predictor, settings,
-                                         work / "probabilities.tif", options.bands, warn)
+                                         work / "probabilities.tif", options.tiles.bands, warn)
         seconds["infer"] = time.monotonic() - clock
         engine_name = predictor.name
         del predictor  # the network's memory (weights, ONNX Runtime's arena) is not needed
         clock = time.monotonic()
         pixel_m = source.grid.pixel_size_m() or 1.0
-        raw = yield from vectorize_job(prob_path,
-                                       vectorize_settings(options, bundle, pixel_m ** 2))
-        layer = clean_fields(raw, CleanSettings(options.min_area_ha, options.min_hole_ha),
-                             source=source.path.name, model=bundle.name)
+        raw = yield from vectorize_job(prob_path, options.vectorize.settings(
+            bundle, options.clean.min_area_ha, pixel_m ** 2))
+        layer = clean_fields(raw, options.clean, source=source.path.name, model=bundle.name)
         seconds["vectorize"] = time.monotonic() - clock
         clock = time.monotonic()
         yield Progress("export", 0, 1, "writing")
-        outputs = []
-        if options.output is not None:
-            outputs.append(write_fields(layer, Path(options.output)))
-        if options.csv_out is not None:
-            outputs.append(write_fields(layer, Path(options.csv_out)))
-        if options.classes_out is not None:
-            outputs.append(write_classes(prob_path, Path(options.classes_out)))
-        if options.prob_out is not None:
-            with atomic_file(Path(options.prob_out)) as tmp:
-                shutil.copyfile(prob_path, tmp)
-            outputs.append(Path(options.prob_out))
+        outputs = write_outputs(options, layer, prob_path)
         seconds["export"] = time.monotonic() - clock
         yield Progress("export", 1, 1, "done")
         return SegmentResult(layer, bundle, engine_name, seconds, outputs,
@@ -141,6 +142,22 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
     finally:
         source.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def write_outputs(options: SegmentOptions, layer: FieldLayer, prob_path: Path) -> list[Path]:
+    """The files `options` asks for, each written atomically."""
+    outputs = []
+    if options.output is not None:
+        outputs.append(write_fields(layer, Path(options.output)))
+    if options.csv_out is not None:
+        outputs.append(write_fields(layer, Path(options.csv_out)))
+    if options.classes_out is not None:
+        outputs.append(write_classes(prob_path, Path(options.classes_out)))
+    if options.prob_out is not None:
+        with atomic_file(Path(options.prob_out)) as tmp:
+            shutil.copyfile(prob_path, tmp)
+        outputs.append(Path(options.prob_out))
+    return outputs
 
 
 def write_classes(prob_path: Path, target: Path, rows: int = 1024) -> Path:

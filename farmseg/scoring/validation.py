@@ -9,6 +9,7 @@ import itertools
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import rasterio
 
@@ -30,12 +31,11 @@ FIELD_GRID = (0.4, 0.5, 0.6)
 def bundle_vectorize_settings(bundle: ModelBundle, image: Path,
                               min_area_ha: float) -> VectorizeSettings:
     """The settings `segment` would use for this image with the bundle's thresholds."""
-    from farmseg.pipeline.segment import SegmentOptions, vectorize_settings
+    from farmseg.pipeline.segment import VectorizeOptions
 
     with RasterSource(image) as src:
         pixel_m = src.grid.pixel_size_m() or 1.0
-    return vectorize_settings(SegmentOptions(input=image, min_area_ha=min_area_ha), bundle,
-                              pixel_m ** 2)
+    return VectorizeOptions().settings(bundle, min_area_ha, pixel_m ** 2)
 
 
 def validation_pairs(bundle: ModelBundle, data_dir: Path) -> list[tuple[Path, Path]]:
@@ -92,13 +92,10 @@ def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
         work = Path(tmp)
         probs = yield from predict_all(bundle, pairs, work)
         base = bundle_vectorize_settings(bundle, pairs[0][0], min_area_ha)
-        results = {"images": [p[0].stem for p in pairs],
-                   "threshold": score_probabilities(probs, pairs,
-                                                    replace(base, method="threshold"), clean),
-                   "watershed": score_probabilities(probs, pairs,
-                                                    replace(base, method="watershed"), clean),
-                   "seeded": score_probabilities(probs, pairs,
-                                                 replace(base, method="seeded"), clean)}
+        results: dict[str, Any] = {"images": [p[0].stem for p in pairs]}
+        for method in ("threshold", "watershed", "seeded"):
+            results[method] = score_probabilities(probs, pairs, replace(base, method=method),
+                                                  clean)
         if tune:
             grid = list(itertools.product(FIELD_GRID, SEED_GRID, BOUNDARY_GRID))
             best = (results["seeded"].f1, replace(base, method="seeded"))

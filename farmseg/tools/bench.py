@@ -52,7 +52,8 @@ def run_farmseg(raster: str, model: str, engine: str, precision: str, tile: int 
                 queue) -> None:
     """Child process: read -> infer -> blend -> vectorize -> write a GeoPackage."""
     from farmseg.jobs import run_job
-    from farmseg.pipeline.segment import SegmentOptions, segment_job
+    from farmseg.models.engine_choice import EngineRequest
+    from farmseg.pipeline.segment import SegmentOptions, TileOptions, segment_job
 
     out = Path(raster).with_name("fields.gpkg")
     start = time.monotonic()
@@ -62,10 +63,10 @@ def run_farmseg(raster: str, model: str, engine: str, precision: str, tile: int 
         if progress.stage == "segment":
             tiles["n"] = progress.total
 
-    result = run_job(segment_job(SegmentOptions(input=Path(raster), output=out, model=model,
-                                                engine=engine, precision=precision,
-                                                tile=tile, overwrite=True)),
-                     count)
+    result = run_job(segment_job(SegmentOptions(
+        input=Path(raster), output=out, model=model,
+        engine=EngineRequest(engine, precision=precision), tiles=TileOptions(tile),
+        overwrite=True)), count)
     queue.put({"seconds": result.seconds, "total": time.monotonic() - start,
                "fields": len(result.layer), "engine": result.engine, "tiles": tiles["n"],
                "peak_rss_mb": _peak_rss_mb()})
@@ -108,13 +109,14 @@ def run_vectorize(prob_path: str, model: str, queue) -> None:
     from farmseg.fields.clean import CleanSettings, clean_fields
     from farmseg.fields.vectorize import vectorize_job
     from farmseg.jobs import drain
-    from farmseg.pipeline.segment import SegmentOptions, vectorize_settings
+    from farmseg.pipeline.segment import VectorizeOptions
 
     start = time.monotonic()
-    settings = vectorize_settings(SegmentOptions(input=Path(prob_path)), load_bundle(model))
+    clean = CleanSettings()
+    settings = VectorizeOptions().settings(load_bundle(model), clean.min_area_ha)
     raw = drain(vectorize_job(Path(prob_path), settings))
     middle = time.monotonic()
-    layer = clean_fields(raw, CleanSettings())
+    layer = clean_fields(raw, clean)
     queue.put({"vectorize": middle - start, "clean": time.monotonic() - middle,
                "fields": len(layer), "peak_rss_mb": _peak_rss_mb()})
 
@@ -152,15 +154,15 @@ def seam_check(size: int = 2048, model: str = "default") -> str:
     import shapely
 
     from farmseg.jobs import drain
-    from farmseg.pipeline.segment import SegmentOptions, segment_job
+    from farmseg.pipeline.segment import SegmentOptions, TileOptions, segment_job
 
     work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
     try:
         raster = build_mosaic(work / f"mosaic_{size}.tif", size)
         layers = {}
         for tile, overlap in SEAM_SETTINGS:
-            result = drain(segment_job(SegmentOptions(input=raster, model=model, tile=tile,
-                                                      overlap=overlap, work_dir=work)))
+            result = drain(segment_job(SegmentOptions(
+                input=raster, model=model, tiles=TileOptions(tile, overlap), work_dir=work)))
             layers[(tile, overlap)] = result.layer.geoms
         unions = {key: shapely.union_all(geoms) for key, geoms in layers.items()}
         lines = [f"raster: {size} x {size} px, mosaic of the sample scene"]
