@@ -127,8 +127,8 @@ def clean_fields(raw: RawFields, settings: CleanSettings, source: str = "",
     crs = raw.grid.crs
     geoms, confidence = raw.geoms, raw.confidence
     if len(geoms):
-        keep = _area_ha(geoms, crs) >= settings.min_area_ha
-        geoms, confidence = geoms[keep], confidence[keep]
+        large = _area_ha(geoms, crs) >= settings.min_area_ha
+        geoms, confidence = geoms[large], confidence[large]
     geoms = _fill_small_holes(geoms, crs, settings.min_hole_ha)
     if len(geoms) and settings.simplify_px > 0:
         geoms = _simplify(geoms, settings.simplify_px * raw.grid.pixel_size[0])

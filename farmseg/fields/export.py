@@ -48,12 +48,11 @@ def write_fields(layer: FieldLayer, path: Path) -> Path:
         return write_summary_csv(layer, path)
     check_layer_exportable(layer.crs, path)
     driver, wgs84, options = FORMATS[suffix]
-    geoms, crs = layer.geoms, layer.crs
-    if wgs84:
-        geoms = reproject(geoms, crs.to_wkt(), "EPSG:4326")
+    geoms = layer.geoms
+    crs_text: str | None = None if layer.crs is None else layer.crs.to_wkt()
+    if wgs84 and crs_text is not None:  # always set: checked above
+        geoms = reproject(geoms, crs_text, "EPSG:4326")
         crs_text = "EPSG:4326"
-    else:
-        crs_text = crs.to_wkt() if crs is not None else None
     names = list(ATTRIBUTES)
     data = [np.asarray(layer.columns[name]) for name in names]
     writer = atomic_fileset if suffix == ".shp" else atomic_file

@@ -16,6 +16,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,7 +59,7 @@ def settings_for(thresholds: dict[str, float], min_area_ha: float, pixel_area_m2
     the area filter. `overrides` (not None) replace any field."""
     known = VectorizeSettings.__dataclass_fields__
     min_px = min_area_ha * 10_000.0 / max(pixel_area_m2, 1e-12)
-    values = {k: v for k, v in thresholds.items() if k in known}
+    values: dict[str, Any] = {k: v for k, v in thresholds.items() if k in known}
     values.update(min_seed_px=int(min_px * 0.25), min_field_px=int(min_px * 0.5))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return VectorizeSettings(**values)
@@ -278,10 +279,10 @@ def _sums_by_label(labels: np.ndarray, background: np.ndarray, chunk: int = 1 <<
         pairs = labels[top: top + rows].astype(np.int64) * 256
         pairs += background[top: top + rows]
         histogram += np.bincount(pairs.ravel(), minlength=len(histogram))
-    histogram = histogram.reshape(-1, 256)
-    pixels = histogram.sum(axis=1)
+    by_label = histogram.reshape(-1, 256)
+    pixels = by_label.sum(axis=1)
     present = np.flatnonzero(pixels[1:]) + 1
-    field_sum = histogram[present] @ (PROB_SCALE - np.arange(256))
+    field_sum = by_label[present] @ (PROB_SCALE - np.arange(256))
     return present, pixels[present], field_sum
 
 

@@ -8,7 +8,6 @@ width) plus one prefetched and one finished row, whatever the raster height.
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,13 @@ import rasterio
 from rasterio.windows import Window
 
 from farmseg.errors import ModelError
-from farmseg.geoio.raster import PROB_SCALE, RasterSource, close_pixel_sizes, raster_profile_for
+from farmseg.geoio.raster import RasterSource, close_pixel_sizes, raster_profile_for
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
 from farmseg.models.engines import Predictor
 from farmseg.models.scaling import apply_scaling, stretch_to_reference
-from farmseg.pipeline.tiling import blend_window, pad_to_tile, tile_starts
+from farmseg.pipeline.background import WriteBehind, prefetched
+from farmseg.pipeline.tiling import RowAccumulator, blend_window, pad_to_tile, tile_starts
 
 _RawTile = tuple[np.ndarray, np.ndarray]  # (bands, h, w) pixels as read, (h, w) validity
 
@@ -123,14 +123,18 @@ class _Prepared:
         return (min(self.tile, max(1, round(h / self.scale))),
                 min(self.tile, max(1, round(w / self.scale))))
 
+    def window(self, y0: int, x0: int) -> Window:
+        """The raster window of the tile at (y0, x0), cut at the raster's edges."""
+        return Window(x0, y0, min(self.raster_tile, self.source.width - x0),
+                      min(self.raster_tile, self.source.height - y0))
+
     def row(self, y0: int, xs: list[int]) -> tuple[list[_RawTile | None], np.ndarray]:
         """Raw tiles (None for all-nodata tiles) and validity of the band's rows."""
-        h = min(self.raster_tile, self.source.height - y0)
         tiles: list[_RawTile | None] = []
-        valid_row = np.zeros((h, self.source.width), dtype=bool)
+        valid_row = np.zeros((self.window(y0, 0).height, self.source.width), dtype=bool)
         for x0 in xs:
-            w = min(self.raster_tile, self.source.width - x0)
-            window = Window(x0, y0, w, h)
+            window = self.window(y0, x0)
+            h, w = window.height, window.width
             data, valid = self.source.read(window, self.bands, self.model_shape(h, w))
             valid_row[:, x0:x0 + w] = (valid if self.scale == 1.0 else
                                        self.source.valid(window, self.bands))
@@ -143,6 +147,11 @@ class _Prepared:
         net = apply_scaling(data, self.scaling, self.mean, self.std)
         net[:, ~valid] = 0.0
         return pad_to_tile(net, self.tile)
+
+    def raster_probabilities(self, probs: np.ndarray, raw: _RawTile, window: Window) -> np.ndarray:
+        """A tile's network output cut to its model pixels and sized to its raster window."""
+        hm, wm = raw[0].shape[1:]
+        return to_raster_size(probs[:, :hm, :wm], window.height, window.width)
 
 
 MAX_RASTER_TILE = 2048  # raster pixels a tile may span: memory holds a row of tiles
@@ -184,59 +193,37 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
         warn(f"{source.path}: {source.dtype} data for a model trained on {bundle.dtype}; "
              "using a per-band percentile stretch matched to the model's training data")
     scaling = input_scaling(source, bundle, use_bands)
-    n_classes = len(bundle.classes)
     width, height = source.width, source.height
     prepared = _Prepared(source, use_bands, scaling, bundle, settings.tile, scale)
     # tiles are laid out and blended in raster pixels, whatever the model's pixel size
     tile, overlap = prepared.raster_tile, raster_tile(settings.overlap, scale)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     weights = blend_window(tile, overlap)
+    band = RowAccumulator(len(bundle.classes), tile, width)
     total = len(ys) * len(xs)
     # a temporary file read once: the fastest deflate level leaves more CPU to the network
-    profile = {**raster_profile_for(source.grid, n_classes, "uint8"), "zlevel": 1}
-    acc = np.zeros((n_classes, tile, width), dtype=np.float32)
-    wsum = np.zeros((tile, width), dtype=np.float32)
+    profile = {**raster_profile_for(source.grid, len(bundle.classes), "uint8"), "zlevel": 1}
     done = 0
-    writing = None
     with rasterio.open(prob_path, "w", **profile) as out, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="farmseg-read") as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="farmseg-write") as writer:
-        pending = pool.submit(prepared.row, ys[0], xs)
-        for row_index, y0 in enumerate(ys):
-            tiles, valid_row = pending.result()
-            if row_index + 1 < len(ys):
-                pending = pool.submit(prepared.row, ys[row_index + 1], xs)
-            todo = [i for i, t in enumerate(tiles) if t is not None]
+            prefetched(lambda y0: prepared.row(y0, xs), ys) as rows, WriteBehind() as writer:
+        for y0, next_y, (tiles, valid_row) in zip(ys, ys[1:] + [height], rows):
+            todo = [(x0, raw) for x0, raw in zip(xs, tiles) if raw is not None]
             for start in range(0, len(todo), settings.batch):
                 chunk = todo[start:start + settings.batch]
-                batch = np.stack([prepared.network_input(tiles[i]) for i in chunk])
+                batch = np.stack([prepared.network_input(raw) for _, raw in chunk])
                 probs = predict_with_retry(predictor, batch, warn)
-                for i, p in zip(chunk, probs):
-                    x0 = xs[i]
-                    w = min(tile, width - x0)
-                    h = min(tile, height - y0)
-                    hm, wm = tiles[i][0].shape[1:]
-                    p = to_raster_size(p[:, :hm, :wm], h, w)
-                    acc[:, :h, x0:x0 + w] += p * weights[:h, :w]
-                    wsum[:h, x0:x0 + w] += weights[:h, :w]
+                for (x0, raw), p in zip(chunk, probs):
+                    window = prepared.window(y0, x0)
+                    band.add(prepared.raster_probabilities(p, raw, window), x0, weights)
                 done += len(chunk)
                 yield Progress("segment", done, total, f"{done}/{total} tiles")
             done += len(tiles) - len(todo)
-            next_y = ys[row_index + 1] if row_index + 1 < len(ys) else height
-            rows = next_y - y0
-            if writing is not None:
-                writing.result()  # one band in flight: order kept, memory bounded
+            writer.wait()  # one row in flight: order kept, memory bounded
             # finished rows leave as uint8 (a quarter of the float rows' memory)
-            writing = writer.submit(out.write, _probability_rows(acc[:, :rows], wsum[:rows],
-                                                                 valid_row[:rows]),
-                                    window=Window(0, y0, width, rows))
-            acc[:, : tile - rows] = acc[:, rows:]
-            acc[:, tile - rows:] = 0.0
-            wsum[: tile - rows] = wsum[rows:]
-            wsum[tile - rows:] = 0.0
+            writer.write(out.write, band.finish(next_y - y0, valid_row),
+                         window=Window(0, y0, width, next_y - y0))
+            band.shift(next_y - y0)
             yield Progress("segment", done, total, f"{done}/{total} tiles")
-        if writing is not None:
-            writing.result()
     return prob_path
 
 
@@ -266,14 +253,3 @@ def _release_cuda_memory() -> None:
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
-
-def _probability_rows(acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Blended probabilities normalized to uint8; nodata pixels become certain background.
-    Works in place on `acc` (its rows are finished) so wide rasters need no float copies."""
-    covered = valid & (wsum > 0)
-    acc /= np.maximum(wsum, 1e-12)
-    acc[:, ~covered] = 0.0
-    acc[0, ~covered] = 1.0
-    acc *= PROB_SCALE
-    np.rint(acc, out=acc)
-    return acc.astype(np.uint8)

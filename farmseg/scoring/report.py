@@ -31,10 +31,10 @@ def match_map(evaluation: Evaluation) -> np.ndarray:
     edges[1:, :] |= pred[1:, :] != pred[:-1, :]
     image[edges] = (40, 40, 40)
     scale = MAP_SIDE / max(ref.shape)
-    if scale < 1:
-        size = (max(1, int(ref.shape[1] * scale)), max(1, int(ref.shape[0] * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
-    return image
+    if scale >= 1:
+        return image
+    size = (max(1, int(ref.shape[1] * scale)), max(1, int(ref.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
 
 
 def _png(image: np.ndarray) -> bytes:
