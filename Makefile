@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch from PyPI as a dependency of torchvision (never the local 2.13 CPU wheel)
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install --quiet -e ".[torch,gui,test,lint]"
+	$(BIN)/pip install --quiet -e ".[torch,gui,batch,test,lint]"
 	touch $(STAMP)
 
 run: $(STAMP)

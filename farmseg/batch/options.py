@@ -1,0 +1,41 @@
+"""The batch's command-line options, for the CLI's `segment` to add and turn into a job."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from farmseg.batch.run import DEFAULT_BLOCK_PX, BatchOptions
+from farmseg.pipeline.segment import SegmentOptions
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """--workers, --scheduler, --job-dir, --skip-bad, --block (`segment` takes several
+    inputs, folders or VRTs as `input` with nargs='+')."""
+    group = parser.add_argument_group("many scenes (a Dask cluster)")
+    group.add_argument("--workers", type=int, help="worker processes of a local cluster "
+                       "(default with several scenes: sized to this machine)")
+    group.add_argument("--scheduler", help="run on an existing cluster, e.g. tcp://HOST:8786 "
+                       "(the model and the job folder must be on a path its workers share)")
+    group.add_argument("--job-dir", type=Path, help="finished blocks are kept here; rerunning "
+                       "resumes (default: beside the output)")
+    group.add_argument("--skip-bad", action="store_true", help="skip scenes that cannot be "
+                       "read (named on stderr) instead of stopping")
+    group.add_argument("--block", type=int, default=DEFAULT_BLOCK_PX,
+                       help=f"block side in pixels (default {DEFAULT_BLOCK_PX})")
+
+
+def wants_batch(inputs: list[Path], workers: int | None, scheduler: str | None) -> bool:
+    """Several inputs, a folder, a cluster asked for: the batch; else the single-raster job."""
+    return (len(inputs) > 1 or Path(inputs[0]).is_dir() or workers is not None
+            or scheduler is not None)
+
+
+def batch_options(args: argparse.Namespace, segment: SegmentOptions) -> BatchOptions:
+    """The batch of the parsed arguments; `segment` holds the single-raster options (its
+    `crs` assigns a CRS to scenes without one; the output CRS is args.out_crs if the CLI
+    names it so)."""
+    return BatchOptions([Path(p) for p in args.input], segment,
+                        out_crs=getattr(args, "out_crs", None), workers=args.workers,
+                        scheduler=args.scheduler, job_dir=args.job_dir,
+                        skip_bad=args.skip_bad, block_px=args.block)
