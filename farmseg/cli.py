@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 from farmseg import __version__
+from farmseg.batch.options import add_batch_options, wants_batch
 from farmseg.errors import Cancelled, FarmsegError
 from farmseg.jobs import run_job
 from farmseg.models.engine_choice import DEVICES, ENGINES, PRECISIONS, EngineRequest
 from farmseg.progressbar import ProgressBar
+
+if TYPE_CHECKING:
+    from farmseg.pipeline.segment import SegmentOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,13 +69,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from farmseg.pipeline.segment import SegmentOptions, TileOptions, VectorizeOptions, segment_job
 
     options = SegmentOptions(
-        input=Path(args.input), output=Path(args.output), model=args.model,
+        input=Path(args.input[0]), output=Path(args.output), model=args.model,
         engine=EngineRequest(args.engine, args.device, args.precision),
         tiles=TileOptions(args.tile, args.overlap, args.batch, args.bands),
         vectorize=VectorizeOptions(args.method, args.field_threshold, args.seed_threshold,
                                    args.boundary_threshold, args.band_rows),
         clean=CleanSettings(args.min_area_ha, args.min_hole_ha), prob_out=args.prob,
         classes_out=args.classes, csv_out=args.csv, overwrite=args.overwrite, crs=args.crs)
+    if wants_batch([Path(p) for p in args.input], args.workers, args.scheduler):
+        return _run_batch(args, options)
     bar = ProgressBar(args.quiet)
     result = run_job(segment_job(options), bar)
     bar.close()
@@ -84,6 +90,27 @@ def _cmd_segment(args: argparse.Namespace) -> int:
               f"{result.engine})")
         for path in result.outputs:
             print(f"written: {path}")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, options: SegmentOptions) -> int:
+    """Several scenes (files, folders, VRTs) as one layer, on a Dask cluster."""
+    from farmseg.batch.options import batch_options
+    from farmseg.batch.run import batch_job
+
+    bar = ProgressBar(args.quiet)
+    result = run_job(batch_job(batch_options(args, options)), bar)
+    bar.close()
+    if not args.quiet:
+        for error in result.skipped:
+            print(f"skipped: {error}")
+        mpix = result.pixels / 1e6
+        print(f"{len(result.layer)} fields from {len(result.scenes)} scenes, "
+              f"{result.computed} of {result.blocks} blocks computed by this run, {mpix:.2f} MPix "
+              f"in {result.seconds:.1f} s ({mpix / max(result.seconds, 1e-9):.2f} MPix/s)")
+        if result.dashboard:
+            print(f"Dask dashboard: {result.dashboard}")
+        print(f"written: {args.output}")
     return 0
 
 
@@ -134,7 +161,11 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from farmseg.tools.bench import bench, bench_vectorize, seam_check
 
-    if args.seams:
+    if args.scenes:
+        from farmseg.tools.batch_bench import bench_batch
+
+        print(bench_batch(args.scenes, args.size, tuple(args.workers), args.model), flush=True)
+    elif args.seams:
         print(seam_check(args.size, args.model), flush=True)
     elif args.vectorize_only:
         print(bench_vectorize(args.size, args.model), flush=True)
@@ -264,7 +295,8 @@ def _add_train(sub: _Commands) -> None:
 
 def _add_segment(sub: _Commands) -> None:
     p = sub.add_parser("segment", help="find the fields in a raster and write polygons")
-    p.add_argument("input", help="GeoTIFF (or any raster GDAL reads)")
+    p.add_argument("input", nargs="+", help="GeoTIFF (or any raster GDAL reads); several "
+                   "rasters, folders (*.tif, recursively) or VRTs make one layer")
     p.add_argument("-o", "--output", required=True,
                    help="polygon file: .geojson, .shp, .gpkg or .kml")
     _add_model(p, "bundle name or folder")
@@ -290,7 +322,10 @@ def _add_segment(sub: _Commands) -> None:
     p.add_argument("--classes", type=Path, help="also write the class raster (GeoTIFF)")
     p.add_argument("--csv", type=Path, help="also write a CSV summary, one row per field")
     p.add_argument("--crs", help="CRS of a raster that has none (e.g. EPSG:32615)")
+    p.add_argument("--out-crs", help="CRS of a many-scene layer (default: the first scene's; "
+                   "GeoJSON is always WGS84)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_batch_options(p)
     _add_quiet(p)
     p.set_defaults(func=_cmd_segment)
 
@@ -340,6 +375,10 @@ def _add_bench(sub: _Commands) -> None:
                    help="time vectorize + clean alone on a mosaic of the sample's probabilities")
     p.add_argument("--seams", action="store_true",
                    help="segment with 256/32 and 1024/64 px tiles and compare the fields")
+    p.add_argument("--scenes", type=int, help="batch: the mosaic cut into this many scenes, "
+                   "segmented as one VRT and as files on local Dask clusters")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                   help="batch: worker counts to time (default 1 2)")
     p.set_defaults(func=_cmd_bench)
 
 

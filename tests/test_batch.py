@@ -188,3 +188,24 @@ def test_a_bad_scene_is_named_and_skipped_only_when_asked(quarters, cluster, tmp
     assert [Path(s.path).name for s in result.scenes] == ["good.tif"]
     assert "broken.tif" in str(result.skipped[0])
     assert output.exists()
+
+
+def test_the_cli_segments_a_folder_on_a_cluster(quarters, cluster, tmp_path, capsys):
+    from farmseg.cli import main
+
+    out = tmp_path / "fields.geojson"
+    code = main(["segment", str(quarters[0].parent), "-o", str(out), "--tile", "256",
+                 "--overlap", "32", "--block", "200", "--scheduler", cluster.scheduler_address])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "from 4 scenes" in printed and out.is_file()
+    assert not default_job_dir(out).exists()  # the job folder goes once the layer is written
+    (quarters[0].parent / "broken.tif").write_bytes(b"not a tiff")
+    try:
+        code = main(["segment", str(quarters[0].parent), "-o", str(tmp_path / "again.gpkg"),
+                     "--scheduler", cluster.scheduler_address])
+    finally:
+        (quarters[0].parent / "broken.tif").unlink()
+    err = capsys.readouterr().err
+    assert code == 2 and "broken.tif" in err and "Traceback" not in err
+    assert not (tmp_path / "again.gpkg").exists()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from farmseg.batch.run import DEFAULT_BLOCK_PX, BatchOptions
-from farmseg.pipeline.segment import SegmentOptions
+if TYPE_CHECKING:
+    from farmseg.batch.run import BatchOptions
+    from farmseg.pipeline.segment import SegmentOptions
+
+DEFAULT_BLOCK_PX = 4096  # the block side: about 0.5 GB per worker
 
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,8 @@ def batch_options(args: argparse.Namespace, segment: SegmentOptions) -> BatchOpt
     """The batch of the parsed arguments; `segment` holds the single-raster options (its
     `crs` assigns a CRS to scenes without one; the output CRS is args.out_crs if the CLI
     names it so)."""
+    from farmseg.batch.run import BatchOptions
+
     return BatchOptions([Path(p) for p in args.input], segment,
                         out_crs=getattr(args, "out_crs", None), workers=args.workers,
                         scheduler=args.scheduler, job_dir=args.job_dir,

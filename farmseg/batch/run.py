@@ -14,6 +14,7 @@ from farmseg.batch.cluster import dashboard_link, dask_client
 from farmseg.batch.jobdir import JobFolder
 from farmseg.batch.merge import footprint, join_groups, merge_group, pixel_size_in
 from farmseg.batch.mosaic import SceneGroup, group_scenes, write_group_vrt, write_window_vrt
+from farmseg.batch.options import DEFAULT_BLOCK_PX
 from farmseg.batch.plan import Block, TileGrid, neighbours, plan_blocks, scene_blocks
 from farmseg.batch.scenes import Scene, find_scenes
 from farmseg.errors import FarmsegError
@@ -26,8 +27,6 @@ from farmseg.jobs import EtaClock, Job, Progress
 from farmseg.models.bundle import load_bundle
 from farmseg.pipeline.inference import TileSettings, model_scale, raster_tile, tile_for_scale
 from farmseg.pipeline.segment import SegmentOptions
-
-DEFAULT_BLOCK_PX = 4096
 
 
 @dataclass

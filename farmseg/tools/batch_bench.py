@@ -15,7 +15,8 @@ import shapely
 from rasterio.windows import Window
 
 from farmseg.batch.mosaic import group_scenes, write_group_vrt
-from farmseg.batch.run import DEFAULT_BLOCK_PX, BatchOptions, batch_job
+from farmseg.batch.options import DEFAULT_BLOCK_PX
+from farmseg.batch.run import BatchOptions, batch_job
 from farmseg.batch.scenes import find_scenes
 from farmseg.geoio.raster import Grid, raster_profile_for
 from farmseg.jobs import drain
