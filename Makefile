@@ -7,7 +7,7 @@ DATA ?= ../shared/data/agoro-naip/train
 SAMPLE := resources/sample/sample.tif
 OUT ?= runs/sample_fields.gpkg
 
-.PHONY: run demo test lint model model-fast bench bench-gui package clean finetune-check
+.PHONY: run demo test lint bench-batch finetune-check-indomain model model-fast bench bench-gui package clean finetune-check
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ model-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/farmseg bench --size 8192
+
+# 4 adjacent scenes as one VRT and as 4 files on local Dask clusters of 1 and 2 workers
+bench-batch: $(STAMP)
+	$(BIN)/farmseg bench --scenes 4 --size 4096 --workers 1 2
 
 bench-gui: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m farmseg.gui.bench
