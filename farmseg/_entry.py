@@ -6,10 +6,16 @@ import sys
 
 
 def run() -> None:
+    from farmseg.gui import JOB_PROCESS_ARG
+
+    if sys.argv[1:2] == [JOB_PROCESS_ARG]:  # a GUI job's process (farmseg.gui.child)
+        from farmseg.gui.job_process import main as job_process_main
+
+        sys.exit(job_process_main())
     try:
         import multiprocessing
 
-        multiprocessing.freeze_support()  # the GUI's job process in a frozen build
+        multiprocessing.freeze_support()  # bench's spawned processes in a frozen build
         from farmseg.cli import main
 
         code = main()

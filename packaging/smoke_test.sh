@@ -13,7 +13,7 @@
 #      `--engine torch` is refused with a clear message;
 #   3. bare `farmseg` opens the window offscreen, stays up, and quits on SIGTERM;
 #   4. `farmseg gui --segment sample.tif` opens the window, segments in its job process (the
-#      frozen multiprocessing path) and logs the result; window start time is timed.
+#      application run again with --job-process) and logs the result; window start time is timed.
 # Prints a summary; exits non-zero on the first failure.
 set -euo pipefail
 
@@ -124,7 +124,7 @@ set +e; wait "$pid"; rc=$?; set -e
 grep -q "Traceback" gui.log && { cat gui.log; fail "the window printed a traceback"; }
 echo "smoke: window (bare farmseg, offscreen) up for $GUI_WAIT s, quit on SIGTERM (exit 0)"
 
-# 4. the window segments the sample in its job process (frozen multiprocessing)
+# 4. the window segments the sample in its job process (the app run with --job-process)
 LOG="$TMP/data/farmseg/farmseg/farmseg.log"
 rm -f "$LOG"
 evict

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from logging.handlers import RotatingFileHandler
@@ -313,3 +314,53 @@ def test_model_list_shows_new_user_models(window, monkeypatch):
     combo.showPopup()
     assert "my_model" in [combo.itemText(i) for i in range(combo.count())]
     assert combo.currentText() == "default"
+
+
+UNGUARDED_SCRIPT = """
+import json
+import sys
+import time
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
+
+from farmseg.gui import MainWindow
+
+app = QApplication([])
+window = MainWindow(work_dir=sys.argv[2])
+window.show()
+window.open_raster(sys.argv[1])
+ticks = [time.monotonic()]
+timer = QTimer(interval=20)
+timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+loop = QEventLoop()
+window.jobEnded.connect(loop.quit)
+QTimer.singleShot(90_000, loop.quit)
+timer.start()
+window.actionSegment.trigger()
+loop.exec()
+fields = [layer for layer in window.layers() if layer.kind == "fields"]
+while not all(layer.outlines.complete for layer in fields):
+    app.processEvents()
+timer.stop()
+print(json.dumps({"fields": len(fields[0].fields) if fields else 0,
+                  "export": window.actionExport.isEnabled(),
+                  "max_gap_ms": 1000 * max(b - a for a, b in zip(ticks, ticks[1:])),
+                  "summary": window.run_panel.summary.text()}))
+window.close()
+"""
+
+
+def test_a_script_without_a_main_guard_can_segment(sample_crop, tmp_path):
+    """The job process never re-imports the caller's __main__ (as multiprocessing's spawn
+    would, failing in a script without `if __name__ == "__main__":`)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    run = subprocess.run([sys.executable, str(script), str(sample_crop), str(tmp_path / "work")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["fields"] > 0 and result["export"], result
+    assert result["max_gap_ms"] < 250, result

@@ -1,11 +1,13 @@
 """The desktop application (PySide6). `MainWindow` is imported on first use, so that the
-segmentation process, which runs `farmseg.gui.job_process`, never loads Qt."""
+job process (`farmseg --job-process`, see job_process) never loads Qt."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MainWindow"]
+__all__ = ["JOB_PROCESS_ARG", "MainWindow"]
+
+JOB_PROCESS_ARG = "--job-process"  # farmseg's hidden first argument: be a GUI job's process
 
 
 def __getattr__(name: str) -> Any:

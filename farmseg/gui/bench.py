@@ -58,7 +58,7 @@ def measure(image: Path, work: Path) -> tuple[float, float, str]:
     timer.start()
     window.actionSegment.trigger()
     loop.exec()
-    while any(layer.kind == "fields" and not layer.item.complete for layer in window.layers()):
+    while any(layer.kind == "fields" and not layer.outlines.complete for layer in window.layers()):
         app.processEvents()
     app.processEvents()
     seconds = time.monotonic() - start

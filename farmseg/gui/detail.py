@@ -55,6 +55,7 @@ class DetailLoader(QObject):
         shape = (max(1, round(height * scale)), max(1, round(width * scale)))
         rect = QRectF(left, top, width, height)
         generation, path, style = self._generation, item.path, item.style
+        assert style is not None  # set with the base image, which `ready` items have
 
         def load() -> tuple[RasterItem, int, QRectF, QImage]:
             return item, generation, rect, read_detail(path, style, Window(*window), shape)

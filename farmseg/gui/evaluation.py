@@ -30,6 +30,7 @@ from farmseg.gui.convert import to_qimage
 from farmseg.gui.dialogs import REPORT_FILTER, save_target, show_error
 from farmseg.gui.layers import Layer
 from farmseg.gui.tasks import run_in_background
+from farmseg.gui.widgets import named
 from farmseg.scoring.evaluate import MATCH_IOU, Evaluation, evaluate_files
 from farmseg.scoring.report import GREEN, ORANGE, RED, match_map, write_report
 
@@ -109,7 +110,7 @@ def score_layers(pred: Layer, ref: Layer, grid: Path, work_dir: Path) -> Scored:
 def _legend() -> QLabel:
     items = "&nbsp;&nbsp;".join(f"<span style='color: rgb{color}'>■</span>&nbsp;{text}"
                                 for color, text in LEGEND)
-    return QLabel(items, objectName="matchLegend")
+    return named(QLabel(items), "matchLegend")
 
 
 class EvaluateDialog(QDialog):
@@ -133,12 +134,12 @@ class EvaluateDialog(QDialog):
         self.ref = self._combo("refCombo", references)
         self.pred.setCurrentIndex(next(i for i, layer in enumerate(predicted)
                                        if layer is not references[0]))
-        self.values = {key: QLabel("–", objectName=f"score_{key}") for key, *_ in FIGURES}
-        self.preview = QLabel(objectName="matchPreview", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.values = {key: named(QLabel("–"), f"score_{key}") for key, *_ in FIGURES}
+        self.preview = named(QLabel(alignment=Qt.AlignmentFlag.AlignCenter), "matchPreview")
         self.preview.setFixedSize(PREVIEW_SIDE, PREVIEW_SIDE)
         self.preview.setStyleSheet("background: white; border: 1px solid #999;")
-        self.note = QLabel(objectName="evaluateNote", wordWrap=True)
-        self.save_button = QPushButton("Save report…", objectName="saveReportButton")
+        self.note = named(QLabel(wordWrap=True), "evaluateNote")
+        self.save_button = named(QPushButton("Save report…"), "saveReportButton")
         self.save_button.clicked.connect(self.save_report)
         self._lay_out()
         for combo in (self.pred, self.ref):
@@ -146,7 +147,7 @@ class EvaluateDialog(QDialog):
         self.evaluate()
 
     def _combo(self, name: str, layers: list[Layer]) -> QComboBox:
-        combo = QComboBox(objectName=name)
+        combo = named(QComboBox(), name)
         for layer in layers:
             combo.addItem(layer.title, layer)
         return combo
@@ -158,7 +159,9 @@ class EvaluateDialog(QDialog):
         figures = QGroupBox("Accuracy")
         form = QFormLayout(figures)
         for key, label, _, tip in FIGURES:
-            form.addRow(QLabel(label, toolTip=tip), self.values[key])
+            name = QLabel(label)
+            name.setToolTip(tip)
+            form.addRow(name, self.values[key])
             self.values[key].setToolTip(tip)
         picture = QVBoxLayout()
         picture.addWidget(self.preview)
@@ -229,6 +232,7 @@ class EvaluateDialog(QDialog):
     def save_report(self) -> None:
         """Ask for a .html, .md or .json file and write the report there (in the background)."""
         scored = self.scored
+        assert scored is not None, "Save is enabled only with scores"
         suggestion = self._folder / f"{Path(scored.pred.name).stem}_accuracy.html"
         target = save_target(self, "Save report", suggestion, REPORT_FILTER)
         if target is None:

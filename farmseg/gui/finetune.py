@@ -1,7 +1,7 @@
 """Tools > Fine-tune: train a model further on the user's labelled tiles, in the background.
 
-The form (finetune_form) gathers the settings; the run happens in a child process
-(finetune_job, supervised like a segmentation: worker.ProcessJob), so the window stays
+The form (finetune_form) gathers the settings; the run happens in a job process
+(finetune_job, supervised like a segmentation: job_control.JobController), so the window stays
 responsive and Cancel is honoured; this dialog shows the progress and the curves, and at
 the end the before/after scores on the validation tiles.
 """
@@ -40,14 +40,15 @@ from PySide6.QtWidgets import (
 )
 
 from farmseg.errors import ModelError
-from farmseg.gui import finetune_job
 from farmseg.gui.devices import gpu_name
 from farmseg.gui.dialogs import ask, show_error
 from farmseg.gui.finetune_chart import TrainingChart
 from farmseg.gui.finetune_form import FineTuneForm
 from farmseg.gui.finetune_job import FineTuneRequest, command_line
+from farmseg.gui.job_control import JobController
 from farmseg.gui.tasks import run_in_background
-from farmseg.gui.worker import ProcessJob, ProcessWorker
+from farmseg.gui.widgets import named
+from farmseg.gui.worker import ProcessWorker
 from farmseg.jobs import EtaClock, Progress
 from farmseg.models.bundle import META_NAME, ModelBundle, load_bundle, user_models_dir
 from farmseg.progressbar import format_clock
@@ -80,7 +81,7 @@ class FineTuneWorker(ProcessWorker):
     bundle folder (`.<name>.*`) that a killed process left behind."""
 
     def __init__(self, request: FineTuneRequest) -> None:
-        super().__init__(finetune_job.run, (request,), "training", CANCEL_GRACE_S)
+        super().__init__(request, "training", CANCEL_GRACE_S)
         self.request = request
 
     def _clean_up(self, kept: bool) -> None:
@@ -134,22 +135,27 @@ class FineTuneDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("fineTuneDialog")
         self.setWindowTitle("Fine-tune a model")
-        self._job: ProcessJob | None = None
+        self.job = JobController(self)
+        self.job.progress.connect(self._on_progress)
+        self.job.finished.connect(self._on_succeeded)
+        self.job.failed.connect(self._on_failed)
+        self.job.cancelled.connect(self._on_cancelled)
+        self.job.ended.connect(self._on_done)
         self._run: _Run | None = None
         self._close_when_idle = False
         self._can_train = torch_installed()
         self.form = FineTuneForm(list(images), base)
         self.chart = TrainingChart()
-        self.progress = QProgressBar(objectName="progressBar", textVisible=True)
-        self.progress_text = QLabel(objectName="progressLabel")
-        self.epoch_time = QLabel(objectName="epochTimeLabel")
-        self.scores = QTableWidget(3, 2, objectName="scoreTable")
-        self.scores_caption = QLabel(objectName="scoreCaption", wordWrap=True)
-        self.result_text = QLabel(objectName="resultLabel", wordWrap=True)
-        self.command = QLabel(objectName="commandLabel", wordWrap=True)
-        self.start_button = QPushButton("Start", objectName="startButton")
-        self.cancel_button = QPushButton("Cancel training", objectName="cancelButton")
-        self.close_button = QPushButton("Close", objectName="closeButton")
+        self.progress = named(QProgressBar(textVisible=True), "progressBar")
+        self.progress_text = named(QLabel(), "progressLabel")
+        self.epoch_time = named(QLabel(), "epochTimeLabel")
+        self.scores = named(QTableWidget(3, 2), "scoreTable")
+        self.scores_caption = named(QLabel(wordWrap=True), "scoreCaption")
+        self.result_text = named(QLabel(wordWrap=True), "resultLabel")
+        self.command = named(QLabel(wordWrap=True), "commandLabel")
+        self.start_button = named(QPushButton("Start"), "startButton")
+        self.cancel_button = named(QPushButton("Cancel training"), "cancelButton")
+        self.close_button = named(QPushButton("Close"), "closeButton")
         self._lay_out()
         self._clear_scores()
         self.form.changed.connect(self._show_command)
@@ -203,8 +209,7 @@ class FineTuneDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(top, 1)
         if not self._can_train:
-            layout.addWidget(QLabel(TORCH_MISSING, objectName="torchMissingLabel",
-                                    wordWrap=True))
+            layout.addWidget(named(QLabel(TORCH_MISSING, wordWrap=True), "torchMissingLabel"))
         layout.addWidget(self.command)
         layout.addLayout(buttons)
         self.start_button.setDefault(True)
@@ -228,7 +233,7 @@ class FineTuneDialog(QDialog):
     # ----------------------------------------------------------------- running
 
     def is_running(self) -> bool:
-        return self._job is not None
+        return self.job.is_running()
 
     def start(self) -> None:
         """Check the settings, then train in the background."""
@@ -245,13 +250,6 @@ class FineTuneDialog(QDialog):
         epochs = int(request.options["epochs"])
         self._run = _Run(request, self.form.base.currentText(), time.time(), EtaClock(),
                          StepClock(epochs))
-        self._job = ProcessJob(FineTuneWorker(request), self)
-        worker = self._job.worker
-        worker.progress.connect(self._on_progress)
-        worker.succeeded.connect(self._on_succeeded)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
-        self._job.done.connect(self._on_done)
         self.chart.reset(epochs)
         self._clear_scores()
         for label in (self.progress_text, self.epoch_time, self.result_text):
@@ -260,31 +258,39 @@ class FineTuneDialog(QDialog):
         self._set_running(True)
         LOG.info("fine-tune to %s from %s %s with %s", out, request.labels.kind,
                  [str(path) for path in request.labels.paths], request.options)
-        self._job.start()
+        self.job.start(FineTuneWorker(request))
 
     def cancel(self) -> None:
         """Stop; the core keeps the best epoch so far as a bundle marked partial."""
-        if self._job is not None:
-            self._job.cancel()
+        if self.job.is_running():
+            self.job.cancel()
             self.cancel_button.setEnabled(False)
             self._busy("cancelling")
             self.progress_text.setText("Cancelling: finishing the current step, then saving "
                                        "the best epoch so far…")
+
+    @property
+    def _active(self) -> _Run:
+        """The run started last (its handlers run only after a start)."""
+        assert self._run is not None, "no run has started"
+        return self._run
 
     def _busy(self, text: str) -> None:
         self.progress.setRange(0, 0)
         self.progress.setFormat(text)
 
     def _on_progress(self, report: Progress) -> None:
-        run = self._run
+        run = self._active
         if report.stage == "epoch":
             run.epochs_done = report.done
             extra = report.extra
             self.chart.add_epoch(extra["loss"], extra["val_iou"])
             if extra["base_val_iou"] is not None:  # known early; the base's F1 comes at the end
-                self.scores.item(0, 0).setText(f"{extra['base_val_iou']:.3f}")
+                cell = self.scores.item(0, 0)
+                assert cell is not None  # every cell is set in _clear_scores
+                cell.setText(f"{extra['base_val_iou']:.3f}")
             return
-        if self._job.worker.is_cancelled():  # keep showing "cancelling"
+        if self.job.is_cancelled():  # keep showing "cancelling"
             return
         self.progress.setRange(0, report.total)
         self.progress.setValue(report.done)
@@ -309,7 +315,7 @@ class FineTuneDialog(QDialog):
         self.epoch_time.setText(f"{_duration(statistics.mean(seconds))} per epoch ("
                                 f"{_count(len(seconds), 'epoch')}, {format_clock(sum(seconds))}"
                                 " in all)")
-        self.progress_text.setText(f"Done in {format_clock(self._run.clock.elapsed())}.")
+        self.progress_text.setText(f"Done in {format_clock(self._active.clock.elapsed())}.")
         path = result["bundle"]
         self.result_text.setText(f"Saved as <b>{html.escape(Path(path).name)}</b> in "
                                  f"{html.escape(path)}; it is now the model in the main window.")
@@ -317,11 +323,12 @@ class FineTuneDialog(QDialog):
         self.modelSaved.emit(path, True)
 
     def _on_failed(self, reason: str, details: str) -> None:
-        self._run.stopped = "Fine-tuning failed" if self._run.trained else "Nothing was trained"
-        show_error(self, f"{self._run.stopped}: {reason}", details)
+        run = self._active
+        run.stopped = "Fine-tuning failed" if run.trained else "Nothing was trained"
+        show_error(self, f"{run.stopped}: {reason}", details)
 
     def _on_cancelled(self) -> None:
-        self._run.stopped = "Cancelled"
+        self._active.stopped = "Cancelled"
 
     def _report_stopped(self, what: str) -> None:
         """Say what a stopped run left: the best epoch so far as a partial bundle (then
@@ -336,20 +343,18 @@ class FineTuneDialog(QDialog):
         self.modelSaved.emit(str(bundle.path), False)
 
     def _partial_bundle(self) -> ModelBundle | None:
-        out = self._run.request.out
+        out = self._active.request.out
         try:
             bundle = load_bundle(out)
         except ModelError:
             return None
-        fresh = (out / META_NAME).stat().st_mtime >= self._run.started
+        fresh = (out / META_NAME).stat().st_mtime >= self._active.started
         return bundle if fresh and bundle.meta.get("partial") else None
 
     def _on_done(self) -> None:
         """The process is gone (killed, if it ignored Cancel) and its leftovers removed."""
-        self._job.deleteLater()
-        self._job = None
-        if self._run.stopped:
-            self._report_stopped(self._run.stopped)
+        if self._active.stopped:
+            self._report_stopped(self._active.stopped)
         if self.progress.maximum() == 0:  # stopped while busy
             self.progress.setRange(0, 1)
             self.progress.setFormat("stopped")
@@ -393,7 +398,7 @@ class FineTuneDialog(QDialog):
 
     def reject(self) -> None:
         """Close; while training, ask first, then cancel and close once it stopped."""
-        if self._job is None:
+        if not self.job.is_running():
             super().reject()
         elif self._close_when_idle or ask(self, "Fine-tune", "Training is running. Cancel it "
                                           "(the best epoch so far is kept) and close?"):
@@ -403,6 +408,6 @@ class FineTuneDialog(QDialog):
     def _stop_at_exit(self) -> None:
         """The application quits (Ctrl+C, SIGTERM): cancel, which saves the best epoch so
         far, and wait for the process, so no thread outlives the dialog."""
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(int((CANCEL_GRACE_S + 5) * 1000))
+        if self.job.is_running():
+            self.job.cancel()
+            self.job.wait(int((CANCEL_GRACE_S + 5) * 1000))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QRegularExpression, Qt, Signal
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtGui import QRegularExpressionValidator, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from farmseg.errors import ModelError
 from farmseg.fields.export import VECTOR_FILTER
 from farmseg.gui.finetune_job import Labels
+from farmseg.gui.widgets import named
 from farmseg.models.bundle import (
     ModelBundle,
     bundled_models_dir,
@@ -74,7 +75,7 @@ class FineTuneForm(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         bundles = list_bundles()
-        self.base = QComboBox(objectName="baseCombo")
+        self.base = named(QComboBox(), "baseCombo")
         for bundle in bundles:
             self.base.addItem(bundle.name, base_argument(bundle))
             self.base.setItemData(self.base.count() - 1, bundle.describe(),
@@ -82,34 +83,34 @@ class FineTuneForm(QWidget):
         paths = [str(bundle.path) for bundle in bundles]
         self.base.setCurrentIndex(paths.index(base) if base in paths
                                   else max(0, self.base.findText("default")))
-        self.source = QComboBox(objectName="sourceCombo")
+        self.source = named(QComboBox(), "sourceCombo")
         for key, text in SOURCES:
             self.source.addItem(text, key)
         self.pages: dict[str, QWidget] = {}
-        self.folder = QLineEdit(objectName="folderEdit", placeholderText="folder with images/")
-        self.files = QListWidget(objectName="fileList")
+        self.folder = named(QLineEdit(placeholderText="folder with images/"), "folderEdit")
+        self.files = named(QListWidget(), "fileList")
         self.files.setMaximumHeight(90)
-        self.image = QComboBox(objectName="imageCombo")
+        self.image = named(QComboBox(), "imageCombo")
         for path in images:
             self.image.addItem(path.name, str(path))
-        self.polygons = QLineEdit(objectName="polygonEdit",
-                                  placeholderText="GeoJSON, GeoPackage or Shapefile")
+        self.polygons = named(QLineEdit(placeholderText="GeoJSON, GeoPackage or Shapefile"),
+                              "polygonEdit")
         self._build_pages()
-        self.name = QLineEdit(objectName="nameEdit", toolTip=f"Saved in {user_models_dir()}")
+        self.name = named(QLineEdit(), "nameEdit", f"Saved in {user_models_dir()}")
         self.name.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_RE)))
-        self.epochs = QSpinBox(objectName="epochsSpin", minimum=1, maximum=500, value=10)
-        self.lr = QDoubleSpinBox(objectName="lrSpin", minimum=0.00001, maximum=0.01,
-                                 decimals=5, singleStep=0.0001, value=0.0005)
-        self.crop = QSpinBox(objectName="cropSpin", minimum=64, maximum=1024, singleStep=32,
-                             value=256, suffix=" px",
-                             toolTip="Random crops of this size; capped at the smallest tile")
-        self.batch = QSpinBox(objectName="batchSpin", minimum=1, maximum=64, value=8)
-        self.val_share = QSpinBox(objectName="valSpin", minimum=0, maximum=50, value=20,
-                                  suffix=" %", toolTip="Tiles (or, with fewer than 5 tiles, a "
-                                  "strip of each tile) kept for validation, never trained on")
-        self.freeze = QCheckBox("Freeze the encoder (faster, for very few tiles)",
-                                objectName="freezeCheck")
-        self.device = QComboBox(objectName="deviceCombo")
+        self.epochs = named(QSpinBox(minimum=1, maximum=500, value=10), "epochsSpin")
+        self.lr = named(QDoubleSpinBox(minimum=0.00001, maximum=0.01, decimals=5,
+                                       singleStep=0.0001, value=0.0005), "lrSpin")
+        self.crop = named(QSpinBox(minimum=64, maximum=1024, singleStep=32, value=256,
+                                   suffix=" px"),
+                          "cropSpin", "Random crops of this size; capped at the smallest tile")
+        self.batch = named(QSpinBox(minimum=1, maximum=64, value=8), "batchSpin")
+        self.val_share = named(QSpinBox(minimum=0, maximum=50, value=20, suffix=" %"),
+                               "valSpin", "Tiles (or, with fewer than 5 tiles, a strip of each "
+                               "tile) kept for validation, never trained on")
+        self.freeze = named(QCheckBox("Freeze the encoder (faster, for very few tiles)"),
+                            "freezeCheck")
+        self.device = named(QComboBox(), "deviceCombo")
         self.device.addItem("Auto", "auto")
         self.device.addItem("CPU", "cpu")
         self._lay_out()
@@ -128,7 +129,7 @@ class FineTuneForm(QWidget):
         files = QWidget()
         column = QVBoxLayout(files)
         column.setContentsMargins(0, 0, 0, 0)
-        choose = QPushButton("Choose files…", objectName="chooseFilesButton")
+        choose = named(QPushButton("Choose files…"), "chooseFilesButton")
         choose.clicked.connect(self._pick_files)
         column.addWidget(self.files)
         column.addWidget(choose)
@@ -142,7 +143,11 @@ class FineTuneForm(QWidget):
         self.source.currentIndexChanged.connect(self._show_page)
         self._show_page()
         if self.image.count() == 0:  # no image open in the main window
-            self.source.model().item(self.source.findData("polygons")).setEnabled(False)
+            model = self.source.model()
+            assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
+            item = model.item(self.source.findData("polygons"))
+            assert item is not None
+            item.setEnabled(False)
 
     def _lay_out(self) -> None:
         form = QFormLayout(self)

@@ -1,6 +1,7 @@
 """What runs in the fine-tuning process (Qt-free): lay out the labels, check them, train.
 
-The dialog (finetune.py) starts `run` through job_process's protocol. torch is imported
+The dialog (finetune.py) sends a FineTuneRequest to a job process (see job_process), which
+runs its `job()`. torch is imported
 only once every label has passed the core's checks, so bad data is reported in a second.
 """
 
@@ -8,12 +9,10 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
 from farmseg.errors import FarmsegError
-from farmseg.gui.job_process import serve
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import load_bundle
 from farmseg.training.prepare import folder_from_files, folder_from_polygons_over_image
@@ -54,6 +53,11 @@ class FineTuneRequest:
     out: Path  # the bundle folder to write
     options: dict[str, Any]  # TrainConfig fields but data, out: base, epochs, tile, lr, ...
     work_dir: Path  # scratch folder for the prepared training folder; the parent removes it
+    memory_hint = "try a smaller crop size or batch size"
+
+    def job(self) -> Job[dict[str, Any]]:
+        """The run, as the job process drives it."""
+        return finetune_job(self)
 
 
 def command_line(data: str, out: Path, options: dict[str, Any]) -> str:
@@ -92,7 +96,3 @@ def finetune_job(request: FineTuneRequest) -> Job[dict[str, Any]]:
         raise type(exc)(request.labels.user_path(exc.path, data), exc.problem) from None
     return {**result, "history": [asdict(epoch) for epoch in result["history"]]}
 
-
-def run(conn: Connection, request: FineTuneRequest) -> None:
-    """Child process entry point of a fine-tuning run."""
-    serve(conn, finetune_job(request), "try a smaller crop size or batch size")

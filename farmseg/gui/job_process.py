@@ -1,43 +1,62 @@
-"""What runs in a job process (Qt-free): a core job, driven over a pipe.
+"""What runs in a job process (Qt-free): a core job, driven over pipes.
 
 The GUI runs segmentation (and fine-tuning, see finetune_job) in a child process rather
 than a thread of its own: native code in GDAL and GEOS can hold Python's GIL for hundreds
 of milliseconds (closing a compressed GeoTIFF, for one), which would freeze the window; a
 process also survives being killed when a cancel is not honoured in time.
 
-Messages to the parent: ("progress", Progress), ("log", text), ("done", result),
-("cancelled",), ("error", reason, details). The parent may send "cancel".
+The parent (child.ChildProcess) starts `farmseg --job-process`, which calls main(); it never
+imports the caller's `__main__`. Frames (see frames.py) from the parent on stdin: the task
+(a ChildTask), then possibly "cancel"; the end of stdin (the parent is gone) cancels too.
+Frames to the parent on stdout: ("progress", Progress), ("log", text), ("done", result),
+("cancelled",), ("error", reason, details). Anything else written to stdout goes to stderr.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import traceback
-from dataclasses import replace
-from multiprocessing.connection import Connection
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO, Any, Protocol
 
 import rasterio
 from rasterio.windows import Window
 
 from farmseg.errors import Cancelled, FarmsegError
+from farmseg.gui.frames import read_frame, write_frame
 from farmseg.jobs import Job, Progress, run_job
 from farmseg.pipeline.segment import SegmentOptions, SegmentResult, segment_job
 
 CROP_ROWS = 512
 PixelWindow = tuple[int, int, int, int]  # column, row, width, height
+Send = Callable[..., None]  # send(kind, *payload): one message to the parent
+
+
+class ChildTask(Protocol):
+    """What the parent sends to a job process: the job to run there."""
+
+    memory_hint: str  # what to try when memory runs out
+
+    def job(self) -> Job[Any]:
+        """The core job to run."""
+        ...
 
 
 class _PipeText:
     """A write-only text stream that sends each line to the parent as a log message."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, send: Send) -> None:
+        self._send = send
 
     def write(self, text: str) -> int:
         for line in text.splitlines():
             if line.strip():
-                self._conn.send(("log", line.strip()))
+                self._send("log", line.strip())
         return len(text)
 
     def flush(self) -> None:
@@ -78,30 +97,78 @@ def gui_job(options: SegmentOptions, window: PixelWindow | None) -> Job[SegmentR
         crop.unlink(missing_ok=True)
 
 
-def serve(conn: Connection, job: Job, memory_hint: str) -> None:
-    """Run `job` in this child process: report over `conn`, stop on "cancel"; `memory_hint`
-    says what to try when memory runs out."""
-    sys.stderr = _PipeText(conn)  # core warnings reach the GUI's log
+@dataclass
+class SegmentTask:
+    """A segmentation, as the job process runs it."""
 
-    def cancelled() -> bool:
-        return conn.poll() and conn.recv() == "cancel"
+    options: SegmentOptions
+    window: PixelWindow | None  # crop to this first (the view extent)
+    memory_hint = "try a smaller tile size or the view extent"
 
+    def job(self) -> Job[SegmentResult]:
+        return gui_job(self.options, self.window)
+
+
+def serve(job: Job[Any], memory_hint: str, send: Send, cancelled: Callable[[], bool]) -> None:
+    """Run `job`, reporting with `send` and stopping once `cancelled()`; `memory_hint` says
+    what to try when memory runs out."""
+    sys.stderr = _PipeText(send)  # core warnings reach the GUI's log
     try:
-        result = run_job(job, lambda p: conn.send(("progress", p)), cancelled)
-        conn.send(("done", result))
+        result = run_job(job, lambda report: send("progress", report), cancelled)
+        send("done", result)
     except Cancelled:
-        conn.send(("cancelled",))
+        send("cancelled")
     except FarmsegError as exc:
-        conn.send(("error", str(exc), traceback.format_exc()))
+        send("error", str(exc), traceback.format_exc())
     except MemoryError:
-        conn.send(("error", f"out of memory: {memory_hint}", traceback.format_exc()))
+        send("error", f"out of memory: {memory_hint}", traceback.format_exc())
     except Exception as exc:  # anything else still reaches the user, with its traceback
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        conn.send(("error", f"unexpected error: {reason}", traceback.format_exc()))
-    finally:
-        conn.close()
+        send("error", f"unexpected error: {reason}", traceback.format_exc())
 
 
-def run(conn: Connection, options: SegmentOptions, window: PixelWindow | None) -> None:
-    """Child process entry point of a segmentation."""
-    serve(conn, gui_job(options, window), "try a smaller tile size or the view extent")
+class _Outbox:
+    """Sends frames to the parent on the original stdout, one thread at a time; the
+    process's own stdout then goes to stderr, so no stray print can break a frame."""
+
+    def __init__(self) -> None:
+        self._stream = os.fdopen(os.dup(1), "wb")
+        try:
+            os.dup2(2, 1)
+        except OSError:  # no stderr (a windowed build): stray output goes nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        self._lock = threading.Lock()
+
+    def send(self, *message: Any) -> None:
+        with self._lock:
+            write_frame(self._stream, message)
+
+
+def _watch_inbox(inbox: IO[bytes], cancel: threading.Event) -> None:
+    """Set `cancel` on "cancel" or when the parent closes stdin (it has gone)."""
+    try:
+        while read_frame(inbox) != "cancel":
+            pass
+    except (EOFError, OSError):
+        pass
+    cancel.set()
+
+
+def main() -> int:
+    """The job process: read the task from stdin, run it, report on stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal: the GUI cancels
+    outbox = _Outbox()
+    inbox = os.fdopen(0, "rb")
+    try:
+        task: ChildTask = read_frame(inbox)
+    except Exception as exc:  # cannot happen unless this install is broken
+        outbox.send("error", f"the job did not reach its process ({exc!r})",
+                    traceback.format_exc())
+        return 1
+    cancel = threading.Event()
+    threading.Thread(target=_watch_inbox, args=(inbox, cancel), name="farmseg-inbox",
+                     daemon=True).start()
+    serve(task.job(), task.memory_hint, outbox.send, cancel.is_set)
+    return 0

@@ -17,6 +17,13 @@ from PySide6.QtWidgets import (
 from farmseg.gui.layers import Layer
 
 
+def _layer_of(entry: QTreeWidgetItem) -> Layer:
+    """The layer a tree entry stands for."""
+    layer = entry.data(0, Qt.ItemDataRole.UserRole)
+    assert isinstance(layer, Layer)
+    return layer
+
+
 class LayerPanel(QWidget):
     """Top of the list is drawn on top; checkboxes show and hide, the slider sets opacity."""
 
@@ -51,18 +58,22 @@ class LayerPanel(QWidget):
 
     def layers(self) -> list[Layer]:
         """Top to bottom."""
-        return [self._tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole)
-                for i in range(self._tree.topLevelItemCount())]
+        return [_layer_of(self._entry(i)) for i in range(self._tree.topLevelItemCount())]
+
+    def _entry(self, index: int) -> QTreeWidgetItem:
+        entry = self._tree.topLevelItem(index)
+        assert entry is not None, index
+        return entry
 
     def _index(self, layer: Layer) -> int:
         return next(i for i, each in enumerate(self.layers()) if each is layer)
 
     def current(self) -> Layer | None:
         item = self._tree.currentItem()
-        return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+        return _layer_of(item) if item is not None else None
 
     def set_current(self, layer: Layer) -> None:
-        self._tree.setCurrentItem(self._tree.topLevelItem(self._index(layer)))
+        self._tree.setCurrentItem(self._entry(self._index(layer)))
 
     def add(self, layer: Layer, opacity: float = 1.0) -> None:
         """Put `layer` on top and make it current."""
@@ -86,11 +97,11 @@ class LayerPanel(QWidget):
             layer.item.setZValue(len(layers) - depth)
 
     def _on_item_changed(self, entry: QTreeWidgetItem) -> None:
-        layer: Layer = entry.data(0, Qt.ItemDataRole.UserRole)
+        layer = _layer_of(entry)
         layer.item.setVisible(entry.checkState(0) == Qt.CheckState.Checked)
 
     def _on_current_changed(self, entry: QTreeWidgetItem | None) -> None:
-        layer = entry.data(0, Qt.ItemDataRole.UserRole) if entry is not None else None
+        layer = _layer_of(entry) if entry is not None else None
         self._opacity.setEnabled(layer is not None)
         self._remove.setEnabled(layer is not None)
         if layer is not None:

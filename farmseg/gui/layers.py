@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import rasterio
@@ -44,6 +44,18 @@ class Layer:
         count = f", {self.item.count}" if isinstance(self.item, FieldsItem) else ""
         return f"{self.name} ({KIND_LABELS[self.kind]}{count})"
 
+    @property
+    def raster(self) -> RasterItem:
+        """The item of an "image" or "probability" layer."""
+        assert isinstance(self.item, RasterItem), self.kind
+        return self.item
+
+    @property
+    def outlines(self) -> FieldsItem:
+        """The item of a "fields" or "vector" layer."""
+        assert isinstance(self.item, FieldsItem), self.kind
+        return self.item
+
 
 def image_layer(source: RasterSource, y_sign: float) -> Layer:
     """An image layer; its picture comes from load_preview."""
@@ -66,12 +78,10 @@ def result_layers(outcome: JobOutcome, image: Layer) -> tuple[Layer, Layer]:
     prob_item = RasterItem(outcome.prob_path, width, height)
     prob_item.set_base(PROBABILITY_STYLE, outcome.prob_image)
     prob_item.setTransform(outcome.prob_transform)
-    fields_item = FieldsItem(outcome.paths, outcome.bounds)
-    common = {"name": image.name, "source": image.source, "crs": image.crs,
-              "pixel_size": image.pixel_size, "job_dir": outcome.job_dir}
-    return (Layer(kind="probability", item=prob_item, **common),
-            Layer(kind="fields", item=fields_item, fields=outcome.result.layer,
-                  grid=outcome.prob_path, **common))
+    prob = Layer(image.name, "probability", prob_item, image.source, image.crs,
+                 image.pixel_size, job_dir=outcome.job_dir)
+    return prob, replace(prob, kind="fields", item=FieldsItem(outcome.paths, outcome.bounds),
+                         fields=outcome.result.layer, grid=outcome.prob_path)
 
 
 @dataclass
@@ -88,8 +98,8 @@ def _outlines(path: Path, map_crs: CRS | None, y_sign: float) -> Outlines:
     if len(geoms) == 0:
         raise InputError(path, "no polygons in this file")
     geoms = reproject(geoms, crs, map_crs)
-    crs = map_crs if map_crs is not None else CRS.from_user_input(crs) if crs else None
-    return Outlines([polygon_path(g, y_sign) for g in geoms], scene_bounds(geoms, y_sign), crs)
+    shown = map_crs if map_crs is not None else CRS.from_user_input(crs) if crs else None
+    return Outlines([polygon_path(g, y_sign) for g in geoms], scene_bounds(geoms, y_sign), shown)
 
 
 def read_outlines(path: Path, map_crs: CRS | None, y_sign: float) -> Outlines:

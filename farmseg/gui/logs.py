@@ -61,7 +61,7 @@ def recent_log() -> str:
 
 
 @contextmanager
-def exception_hook(report: Callable[[str, str], None]) -> Iterator[None]:
+def exception_hook(report: Callable[[str, str], object]) -> Iterator[None]:
     """While active, unexpected exceptions are logged and `report(reason, details)`ed,
     instead of ending the application or vanishing."""
 
@@ -71,7 +71,8 @@ def exception_hook(report: Callable[[str, str], None]) -> Iterator[None]:
         try:
             report(describe(exc), details)
         except Exception:  # the report itself failed: the log and stderr still have it
-            sys.__stderr__.write(details)
+            if sys.__stderr__ is not None:  # None in a windowed build
+                sys.__stderr__.write(details)
 
     previous = sys.excepthook
     sys.excepthook = hook

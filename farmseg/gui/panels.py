@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from farmseg.fields.clean import FieldLayer
+from farmseg.gui.widgets import named
 from farmseg.jobs import EtaClock, Progress
 from farmseg.models.bundle import ModelBundle, list_bundles
 from farmseg.progressbar import format_clock as clock_text
@@ -64,8 +64,8 @@ class RunClock:
 class _ListingCombo(QComboBox):
     """A combo box that refreshes its items just before it shows them."""
 
-    def __init__(self, refresh: Callable[[], None], **properties: Any) -> None:
-        super().__init__(**properties)
+    def __init__(self, refresh: Callable[[], None]) -> None:
+        super().__init__()
         self._refresh = refresh
 
     def showPopup(self) -> None:
@@ -88,25 +88,26 @@ class RunPanel(QWidget):
         super().__init__(parent)
         self._bundles: list[ModelBundle] = []
         self._gpu_known = False
-        self.model = _ListingCombo(self.reload_models, objectName="modelCombo")
+        self.model = named(_ListingCombo(self.reload_models), "modelCombo")
         self.model.currentIndexChanged.connect(self._on_model_changed)
-        self.model_info = QLabel(objectName="modelInfo", wordWrap=True)
+        self.model_info = named(QLabel(wordWrap=True), "modelInfo")
         self.model_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.device = QComboBox(objectName="deviceCombo")
+        self.device = named(QComboBox(), "deviceCombo")
         self.device.addItem("Auto", "auto")
         self.device.addItem("CPU", "cpu")
-        self.tile = QSpinBox(objectName="tileSpin", minimum=64, maximum=4096, singleStep=32,
-                             suffix=" px")
-        self.overlap = QSpinBox(objectName="overlapSpin", minimum=0, maximum=2048, singleStep=16,
-                                suffix=" px")
+        self.tile = named(QSpinBox(minimum=64, maximum=4096, singleStep=32, suffix=" px"),
+                          "tileSpin")
+        self.overlap = named(QSpinBox(minimum=0, maximum=2048, singleStep=16, suffix=" px"),
+                             "overlapSpin")
         self.tile.valueChanged.connect(lambda v: self.overlap.setMaximum(v // 2))
-        self.min_area = QDoubleSpinBox(objectName="minAreaSpin", minimum=0.0, maximum=10000.0,
-                                       decimals=2, singleStep=0.05, value=0.1, suffix=" ha")
-        self.extent = QComboBox(objectName="extentCombo")
+        self.min_area = named(QDoubleSpinBox(minimum=0.0, maximum=10000.0, decimals=2,
+                                             singleStep=0.05, value=0.1, suffix=" ha"),
+                              "minAreaSpin")
+        self.extent = named(QComboBox(), "extentCombo")
         self.extent.addItems(["Whole image", "Current view"])
-        self.progress = QProgressBar(objectName="progressBar", textVisible=True)
-        self.progress_text = QLabel(objectName="progressLabel")
-        self.summary = QLabel(objectName="summaryLabel", wordWrap=True)
+        self.progress = named(QProgressBar(textVisible=True), "progressBar")
+        self.progress_text = named(QLabel(), "progressLabel")
+        self.summary = named(QLabel(wordWrap=True), "summaryLabel")
         self._clock = RunClock()
 
         form = QFormLayout()
@@ -229,10 +230,13 @@ class FieldInfo(QGroupBox):
         form = QFormLayout(self)
         self._values = {}
         for key, label, _ in self.ROWS:
-            self._values[key] = QLabel("–", objectName=f"field_{key}")
+            self._values[key] = named(QLabel("–"), f"field_{key}")
             form.addRow(label, self._values[key])
 
     def show_field(self, layer: FieldLayer | None, index: int | None) -> None:
+        """The attributes of field `index` of `layer`; dashes when either is None."""
         for key, _, fmt in self.ROWS:
-            known = layer is not None and index is not None
-            self._values[key].setText(fmt.format(layer.columns[key][index]) if known else "–")
+            text = "–"
+            if layer is not None and index is not None:
+                text = fmt.format(layer.columns[key][index])
+            self._values[key].setText(text)

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtWidgets import QMainWindow
+
+from farmseg.gui.panels import RunPanel
 
 RECENT_MAX = 10
 
@@ -44,7 +47,9 @@ class Prefs:
     @property
     def recent_files(self) -> list[str]:
         value = self.store.value("recentFiles", [])
-        return [value] if isinstance(value, str) else list(value or [])
+        if isinstance(value, str):  # a list of one, as some formats store it
+            return [value]
+        return [str(item) for item in value] if isinstance(value, (list, tuple)) else []
 
     def add_recent(self, path: Path) -> None:
         text = str(Path(path).resolve())
@@ -53,3 +58,29 @@ class Prefs:
 
     def clear_recent(self) -> None:
         self.store.setValue("recentFiles", [])
+
+
+def restore_window(prefs: Prefs, window: QMainWindow, run: RunPanel) -> None:
+    """The window's layout and the run panel's choices as they were last saved."""
+    if not prefs.geometry.isEmpty():
+        window.restoreGeometry(prefs.geometry)
+    if not prefs.state.isEmpty():
+        window.restoreState(prefs.state)
+    run.reload_models(prefs.model)
+    run.select_device(prefs.device)
+    if prefs.tile > 0:
+        run.tile.setValue(prefs.tile)
+    if prefs.overlap >= 0:
+        run.overlap.setValue(prefs.overlap)
+
+
+def save_window(prefs: Prefs, window: QMainWindow, run: RunPanel) -> None:
+    """Keep the window's layout and the run panel's choices for the next start."""
+    settings = run.settings()
+    prefs.geometry = window.saveGeometry()
+    prefs.state = window.saveState()
+    prefs.model = settings.model
+    prefs.device = settings.device
+    prefs.tile = settings.tile
+    prefs.overlap = settings.overlap
+    prefs.store.sync()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pyproj import CRS
 from PySide6.QtWidgets import QLabel, QStatusBar
 
+from farmseg.gui.widgets import named
+
 
 def crs_label(crs: CRS | None) -> str:
     if crs is None:
@@ -34,7 +36,7 @@ class MapStatus:
     def __init__(self, bar: QStatusBar) -> None:
         self._labels = {}
         for name in ("coords", "crs", "pixel", "zoom"):
-            self._labels[name] = QLabel(objectName=f"status_{name}")
+            self._labels[name] = named(QLabel(), f"status_{name}")
             bar.addPermanentWidget(self._labels[name])
         self._labels["coords"].setMinimumWidth(230)
         self.crs: CRS | None = None

@@ -30,7 +30,7 @@ class _Relay(QObject):
         self.deliver.connect(self._call)
 
     @Slot(object, object)
-    def _call(self, callback: Callable[[Any], None], value: Any) -> None:
+    def _call(self, callback: Callable[[Any], object], value: Any) -> None:
         callback(value)
 
 
@@ -41,8 +41,8 @@ _relay: _Relay | None = None
 _pool = ThreadPoolExecutor(thread_name_prefix="farmseg-task")
 
 
-def _run(fn: Callable[[], Any], on_done: Callable[[Any], None],
-         on_error: Callable[[tuple[str, str]], None], relay: _Relay) -> None:
+def _run(fn: Callable[[], Any], on_done: Callable[[Any], object],
+         on_error: Callable[[tuple[str, str]], object], relay: _Relay) -> None:
     try:
         value = fn()
     except Exception as exc:  # reported to the caller, never lost in the pool
@@ -51,8 +51,8 @@ def _run(fn: Callable[[], Any], on_done: Callable[[Any], None],
         relay.deliver.emit(on_done, value)
 
 
-def run_in_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
-                      on_error: Callable[[tuple[str, str]], None]) -> None:
+def run_in_background(fn: Callable[[], Any], on_done: Callable[[Any], object],
+                      on_error: Callable[[tuple[str, str]], object]) -> None:
     """Call `fn()` on a worker thread; then `on_done(result)` or `on_error((reason, details))`
     on the GUI thread. Call this from the GUI thread."""
     global _relay

@@ -1,5 +1,5 @@
-"""Background runs: a QThread supervises a job process (segmentation, fine-tuning); for a
-segmentation it then prepares what to draw.
+"""Background runs: a worker supervises a job process (segmentation, fine-tuning) from its
+own thread (see job_control); for a segmentation it then prepares what to draw.
 
 Everything heavy happens off the GUI thread: the core job in its own process (see
 job_process), and turning its result into QPainterPaths and an overlay QImage in this
@@ -9,24 +9,21 @@ thread. The GUI thread only adds ready-made items.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import shutil
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 import rasterio
-from PySide6.QtCore import QObject, QRectF, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QRectF, Signal, Slot
 from PySide6.QtGui import QImage, QPainterPath, QTransform
 
-from farmseg.gui import job_process
+from farmseg.gui.child import ChildProcess
 from farmseg.gui.convert import polygon_path, scene_bounds, scene_transform, to_qimage
+from farmseg.gui.job_process import ChildTask, PixelWindow, SegmentTask
 from farmseg.gui.render import PROBABILITY_STYLE, overview_rgba
 from farmseg.gui.tasks import describe
 from farmseg.pipeline.segment import SegmentOptions, SegmentResult
@@ -40,7 +37,7 @@ POLL_S = 0.05
 @dataclass
 class JobRequest:
     options: SegmentOptions  # with prob_out and work_dir inside job_dir
-    window: job_process.PixelWindow | None  # crop to this first (the view extent)
+    window: PixelWindow | None  # crop to this first (the view extent)
     job_dir: Path  # private folder for every file of the run; removed unless it succeeds
     y_sign: float  # the map view's scene y = y_sign * map y
 
@@ -66,19 +63,10 @@ class JobFailed(Exception):
         self.reason, self.details = reason, details
 
 
-def _exit_reason(process: BaseProcess, what: str) -> str:
-    process.join(EXIT_S)
-    code = process.exitcode
-    if code is not None and code < 0:
-        return f"the {what} process was killed (signal {-code}; out of memory?)"
-    return f"the {what} process stopped unexpectedly (exit code {code})"
-
-
 class ProcessWorker(QObject):
-    """Runs `target(conn, *args)`, an entry point like job_process.run, in a child process and
-    relays its messages. Runs in the job thread; `cancel()` may be called from any thread.
-    Subclasses turn the result into what `succeeded` carries (`_finish`) and tidy up
-    (`_clean_up`)."""
+    """Runs `task` in a job process and relays its messages. Runs in the job thread;
+    `cancel()` may be called from any thread. Subclasses turn the result into what
+    `succeeded` carries (`_finish`) and tidy up (`_clean_up`)."""
 
     progress = Signal(object)  # farmseg.jobs.Progress
     logged = Signal(str)  # a warning from the core
@@ -87,10 +75,9 @@ class ProcessWorker(QObject):
     cancelled = Signal()
     ended = Signal()  # always last
 
-    def __init__(self, target: Callable[..., None], args: tuple[Any, ...], what: str,
-                 grace_s: float = GRACE_S) -> None:
+    def __init__(self, task: ChildTask, what: str, grace_s: float = GRACE_S) -> None:
         super().__init__()
-        self._target, self._args, self._what, self._grace_s = target, args, what, grace_s
+        self._task, self._what, self._grace_s = task, what, grace_s
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -103,14 +90,10 @@ class ProcessWorker(QObject):
     def run(self) -> None:
         started = time.monotonic()
         kept = False
-        context = multiprocessing.get_context("spawn")
-        conn, child_conn = context.Pipe()
-        process = context.Process(target=self._target, name=f"farmseg-{self._what}",
-                                  daemon=True, args=(child_conn, *self._args))
+        child: ChildProcess | None = None
         try:
-            process.start()
-            child_conn.close()
-            result = self._listen(conn, process)
+            child = ChildProcess(self._task, self._what)
+            result = self._listen(child)
             outcome = self._finish(result, started) if result is not None else None
             if outcome is None:
                 self.cancelled.emit()
@@ -123,36 +106,31 @@ class ProcessWorker(QObject):
             LOG.exception("%s worker failed", self._what)
             self.failed.emit(describe(exc), traceback.format_exc())
         finally:
-            conn.close()
-            if process.is_alive():
-                process.join(EXIT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            if child is not None:
+                child.stop(EXIT_S)
             self._clean_up(kept)
             self.ended.emit()
 
-    def _listen(self, conn: Connection, process: BaseProcess) -> Any:
+    def _listen(self, child: ChildProcess) -> Any:
         """Relay the process's messages until its result (None when cancelled)."""
         cancel_sent: float | None = None
         while True:
             if self._cancel.is_set():
                 if cancel_sent is None:
                     cancel_sent = time.monotonic()
-                    try:
-                        conn.send("cancel")
-                    except OSError:
+                    if not child.send("cancel"):
                         return None
                 elif time.monotonic() - cancel_sent > self._grace_s:
                     return None
-            if not conn.poll(POLL_S):
-                continue
             try:
-                kind, *payload = conn.recv()
+                message = child.receive(POLL_S)
             except EOFError:
                 if cancel_sent is not None:
                     return None
-                raise JobFailed(_exit_reason(process, self._what), "") from None
+                raise JobFailed(child.exit_reason(EXIT_S), "") from None
+            if message is None:
+                continue
+            kind, *payload = message
             if kind == "progress":
                 self.progress.emit(payload[0])
             elif kind == "log":
@@ -177,7 +155,7 @@ class SegmentWorker(ProcessWorker):
     """One segmentation: the job process, then the paths and overlay to draw."""
 
     def __init__(self, request: JobRequest) -> None:
-        super().__init__(job_process.run, (request.options, request.window), "segmentation")
+        super().__init__(SegmentTask(request.options, request.window), "segmentation")
         self.request = request
 
     def _clean_up(self, kept: bool) -> None:
@@ -193,43 +171,11 @@ class SegmentWorker(ProcessWorker):
                 return None
             paths.append(polygon_path(polygon, sign))
         bounds = scene_bounds(result.layer.geoms, sign)
-        prob_path = Path(self.request.options.prob_out)
+        prob_path = self.request.options.prob_out
+        assert prob_path is not None  # the GUI always asks for the probabilities
         with rasterio.open(prob_path) as ds:
             _, rgba = overview_rgba(ds, PROBABILITY_STYLE)
             size, transform = (ds.width, ds.height), ds.transform
-        return JobOutcome(result, self.request.job_dir, prob_path, size,
+        return JobOutcome(result, self.request.job_dir, Path(prob_path), size,
                           scene_transform(transform, sign), to_qimage(rgba), paths, bounds,
                           time.monotonic() - started)
-
-
-class ProcessJob(QObject):
-    """Owns the thread and the worker of one run. Connect to `worker`'s signals; the thread's
-    `finished` (re-emitted as `done`) comes after all of them."""
-
-    done = Signal()
-
-    def __init__(self, worker: ProcessWorker, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.worker = worker
-        self._thread = QThread(self)
-        self._thread.setObjectName("farmseg-job")
-        self.worker.moveToThread(self._thread)
-        self._thread.started.connect(self.worker.run)
-        self.worker.ended.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._thread.finished.connect(self.done)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self.worker.cancel()
-
-    def wait(self, ms: int) -> bool:
-        return self._thread.wait(ms)
-
-
-class SegmentJob(ProcessJob):
-    """One segmentation run (see SegmentWorker)."""
-
-    def __init__(self, request: JobRequest, parent: QObject | None = None) -> None:
-        super().__init__(SegmentWorker(request), parent)
