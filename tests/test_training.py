@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,35 @@ def test_fine_tune_from_the_cli_prints_before_and_after(tmp_path, labeled_dir, c
     assert "val field IoU" in epoch_line and "field F1" in epoch_line
     meta = json.loads((out / "farmseg.json").read_text())
     assert meta["training"]["base"] == "default" and meta["partial"] is False
-    assert {"base_val_field_f1", "val_field_f1"} <= set(meta["metrics"])
+    metrics = meta["metrics"]
+    assert set(metrics) == {"val_selection_score", "val_pixel_iou", "val_field_f1",
+                            "base_val_pixel_iou", "base_val_field_f1"}
+    assert all(0 <= v <= 1 for k, v in metrics.items() if k != "val_selection_score")
+    # epochs are kept by F1 with pixel IoU as tie-break: a score, not an IoU
+    assert metrics["val_selection_score"] == pytest.approx(
+        metrics["val_field_f1"] + 0.01 * metrics["val_pixel_iou"], abs=2e-4)
+    tuned_line = next(line for line in text.splitlines() if "fine-tuned" in line)
+    assert [float(v) for v in tuned_line.split()[1:]] == pytest.approx(
+        [metrics["val_pixel_iou"], metrics["val_field_f1"]], abs=6e-4)
     # the base's reduced-precision verdicts and validation figures are not inherited
     assert "precision" not in meta and "val_field_f1_threshold_only" not in meta["metrics"]
     assert len(meta["training"]["files"]) == 6
     fields = tmp_path / "f.gpkg"
     assert main(["segment", str(sample_crop), "-o", str(fields), "--model", str(out), "-q"]) == 0
     assert pyogrio.read_info(fields)["features"] >= 0
+
+
+def test_training_without_validation_claims_no_validation_figures(tmp_path, labeled_dir):
+    from farmseg.training.trainer import TrainConfig, train_job
+
+    out = tmp_path / "unvalidated"
+    result = run_job(train_job(TrainConfig(data=str(labeled_dir), out=str(out), base="default",
+                                           epochs=1, tile=64, batch=4, val_fraction=0)))
+    assert result["validation"] == [] and len(result["history"]) == 1
+    assert result["val_field_iou"] is None and result["val_field_f1"] is None
+    assert result["base_val_field_iou"] is None
+    assert json.loads((out / "farmseg.json").read_text())["metrics"] == {
+        "val_selection_score": None}
 
 
 def test_train_from_scratch_on_polygon_labels(tmp_path, monkeypatch):
@@ -61,9 +84,11 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def test_cancel_writes_the_best_epoch_as_a_partial_bundle(tmp_path, labeled_dir):
+def test_cancel_writes_the_best_epoch_as_a_partial_bundle(tmp_path, labeled_dir, monkeypatch):
     from farmseg.training.trainer import TrainConfig, train_job
 
+    scratch = _mkdir(tmp_path / "scratch")  # validation images and their scores go here
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = tmp_path / "models" / "cancelled"
     config = TrainConfig(data=str(labeled_dir), out=str(out), base="default", epochs=5,
                          tile=64, batch=4)
@@ -74,6 +99,7 @@ def test_cancel_writes_the_best_epoch_as_a_partial_bundle(tmp_path, labeled_dir)
     assert json.loads((out / "farmseg.json").read_text())["partial"] is True
     assert load_bundle(out).has_onnx
     assert [p.name for p in out.parent.iterdir()] == ["cancelled"]
+    assert list(scratch.iterdir()) == []
 
 
 def test_cancel_before_any_epoch_leaves_no_bundle(tmp_path, labeled_dir):
@@ -174,8 +200,8 @@ def test_loose_files_become_a_training_folder(tmp_path, labeled_dir):
 
 
 def test_scale_jitter_keeps_labels_aligned_and_ignored_pixels_ignored(labeled_dir):
+    from farmseg.training.crops import CropSampler, choose_scaling
     from farmseg.training.samples import find_labeled_pairs, load_sample
-    from farmseg.training.trainer import CropSampler, choose_scaling
 
     sample = load_sample(*find_labeled_pairs(labeled_dir)[0])
     sample.valid[:, :40] = False  # a nodata strip on the left

@@ -196,9 +196,11 @@ def split_validation(samples: list[Sample], fraction: float, seed: int
         val_ids = set(order[:n_val])
         return ([s for i, s in enumerate(samples) if i not in val_ids],
                 [s for i, s in enumerate(samples) if i in val_ids])
-    train, val = [], []
+    train: list[Sample] = []
+    val: list[Sample] = []
     for sample in samples:
         h, w = sample.shape
+        parts: tuple[tuple[slice, slice], tuple[slice, slice]]
         if w >= h:  # strip off the east side
             cut = w - max(1, int(math.ceil(w * fraction)))
             parts = (np.s_[:, :cut], np.s_[:, cut:])

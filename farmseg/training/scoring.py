@@ -52,3 +52,23 @@ def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
                          else reference_instances(sample.mask))
             total = total + score_instances(predicted, reference, sample.valid)
     return total
+
+
+def field_iou(probabilities: list[np.ndarray], samples: list[Sample]) -> float:
+    """Pixel IoU of 'field or boundary' (the most likely class) predicted vs labelled, over
+    all samples."""
+    inter = union = 0
+    for probs, sample in zip(probabilities, samples):
+        pred = (probs.argmax(0) > 0) & sample.valid
+        ref = (sample.mask > 0) & sample.valid
+        inter += int(np.count_nonzero(pred & ref))
+        union += int(np.count_nonzero(pred | ref))
+    return inter / union if union else 1.0
+
+
+def selection_score(val_f1: float | None, val_iou: float | None, loss: float) -> float:
+    """Which epoch to keep: field F1 on validation (pixel IoU breaks ties); without
+    validation, the lowest training loss. Not an IoU: recorded as `val_selection_score`."""
+    if val_f1 is None or val_iou is None:
+        return -loss
+    return val_f1 + 0.01 * val_iou
