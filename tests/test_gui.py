@@ -181,7 +181,8 @@ def test_fine_tune_opens_a_dialog_without_an_image(window, qtbot):
 
 def test_about_names_version_licences_and_model_provenance():
     text = about_text(load_bundle("default"))
-    for part in (__version__, "MIT", "LGPLv3", "NAIP", "Radix", "Trained", "val_field_f1", "val_selection_score"):
+    for part in (__version__, "MIT", "LGPLv3", "NAIP", "Radix", "Trained", "val_field_f1",
+                 "val_selection_score"):
         assert part in text
 
 
