@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -70,6 +71,8 @@ class RasterSource:
         self.dtype = ds.dtypes[0]
         self.nodata = ds.nodata
         self.has_georeference = not ds.transform.is_identity or ds.crs is not None
+        self.descriptions = [d or "" for d in ds.descriptions]
+        self.offsets = declared_offsets(ds, self.descriptions)
 
     def __enter__(self) -> RasterSource:
         return self
@@ -88,37 +91,43 @@ class RasterSource:
     def height(self) -> int:
         return self.grid.height
 
-    def read(self, window: Window, bands: list[int], out_shape: tuple[int, int] | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """(bands, h, w) values and (h, w) validity for a window inside the raster;
-        with `out_shape` (h, w), resampled to it (area average when shrinking, bilinear when
-        enlarging; validity by nearest neighbour)."""
-        shape = None if out_shape is None else (len(bands), *out_shape)
-        values_resampling = Resampling.nearest
-        if out_shape is not None:
-            shrinking = out_shape[0] * out_shape[1] < window.width * window.height
-            values_resampling = Resampling.average if shrinking else Resampling.bilinear
+    def read(self, window: Window, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(bands, h, w) values (declared offsets added) and (h, w) validity for a window
+        inside the raster."""
         try:
-            data = self.dataset.read(bands, window=window, out_shape=shape,
-                                     resampling=values_resampling)
-            masks = self.dataset.read_masks(bands, window=window, out_shape=shape,
-                                            resampling=Resampling.nearest)
-            valid = masks.min(axis=0) > 0
+            data = self.dataset.read(bands, window=window)
+            valid = self.dataset.read_masks(bands, window=window).min(axis=0) > 0
         except RasterioIOError as exc:
             raise InputError(self.path, f"cannot read pixels, the file may be truncated or "
                              f"corrupt ({_first_line(exc)})") from None
         if np.issubdtype(data.dtype, np.floating):
             valid &= np.isfinite(data).all(axis=0)
-        return data, valid
+        return self._offset(data, bands), valid
 
-    def valid(self, window: Window, bands: list[int]) -> np.ndarray:
-        """(h, w) validity of a window at full resolution; no pixel read when the raster
-        declares every pixel valid (no nodata, mask or alpha; not floating point)."""
-        floating = np.issubdtype(np.dtype(self.dtype), np.floating)
-        flags = self.dataset.mask_flag_enums
-        if not floating and all(MaskFlags.all_valid in flags[b - 1] for b in bands):
-            return np.ones((int(window.height), int(window.width)), bool)
-        return self.read(window, bands)[1]
+    def _offset(self, data: np.ndarray, bands: list[int]) -> np.ndarray:
+        """Add the offsets the file declares (e.g. Sentinel-2 L2A's BOA_ADD_OFFSET), kept
+        in the raster's dtype (integers clipped to its range)."""
+        add = np.asarray([self.offsets[b - 1] for b in bands], np.float64)
+        if not add.any():
+            return data
+        shifted = data + add.astype(np.float32 if data.dtype.kind == "f" else np.int64
+                                    )[:, None, None]
+        if data.dtype.kind in "iu":
+            info = np.iinfo(data.dtype)
+            np.clip(shifted, info.min, info.max, out=shifted)
+        return shifted.astype(data.dtype)
+
+    def named_bands(self, names: list[str]) -> list[int] | None:
+        """1-based bands whose descriptions (or colour interpretations) name `names`
+        (e.g. "red (B04)", "B4", "Red"), in that order; None unless each name is found
+        in exactly one band."""
+        found = []
+        for labels in (self.descriptions, [c.name for c in self.dataset.colorinterp]):
+            named = [band_name(label) for label in labels]
+            matches = [[i + 1 for i, n in enumerate(named) if n == name] for name in names]
+            if all(len(m) == 1 for m in matches):
+                found.append([m[0] for m in matches])
+        return found[0] if found else None
 
     def sample_windows(self, count: int = 16, size: int = 256) -> list[Window]:
         """Up to `count` windows spread over the raster, for statistics."""
@@ -131,6 +140,52 @@ class RasterSource:
                 y = int((self.height - h) * (iy + 0.5) / side)
                 windows.append(Window(x, y, w, h))
         return windows[:count]
+
+
+# Sentinel-2 (and Landsat 8/9) band codes of the colours models read
+BAND_CODES = {"b2": "blue", "b02": "blue", "b3": "green", "b03": "green", "b4": "red",
+              "b04": "red", "b8": "nir", "b08": "nir"}
+BAND_WORDS = {"red", "green", "blue", "nir"}
+
+
+def band_name(label: str) -> str | None:
+    """The colour a band description names ("red (B04)" -> red, "B4" -> red, "Red edge 1
+    (B05)" -> None): a band code decides where there is one, else a colour word."""
+    words = re.findall(r"[a-z0-9]+", label.lower())
+    codes = [w for w in words if re.fullmatch(r"b\d+a?", w)]
+    if codes:
+        return BAND_CODES.get(codes[0])
+    colours = BAND_WORDS.intersection(words)
+    if len(colours) != 1 or "edge" in words:
+        return None
+    return colours.pop()
+
+
+def declared_offsets(ds: rasterio.io.DatasetReader, descriptions: list[str]) -> list[float]:
+    """Per band, the value the file's metadata says to add to its pixel values: GDAL's band
+    offset (in pixel-value units, i.e. divided by the band's scale), else a BOA_ADD_OFFSET
+    tag of the band, or of the dataset for that band (..._B04 / ..._B4) or for all bands.
+    0.0 where nothing is declared (e.g. Sentinel-2 L2A before processing baseline 04.00)."""
+    dataset_tags = ds.tags()
+    offsets = []
+    for index, description in enumerate(descriptions):
+        offset, scale = ds.offsets[index], ds.scales[index]
+        if offset and scale:
+            offsets.append(offset / scale)
+            continue
+        tags = {**dataset_tags, **ds.tags(index + 1)}
+        codes = re.findall(r"b\d+a?", description.lower())
+        keys = [f"BOA_ADD_OFFSET_B{n.upper()}" for c in codes for n in (c[1:], c[1:].lstrip("0"))]
+        value = next((tags[k] for k in [*keys, "BOA_ADD_OFFSET"] if k in tags), None)
+        offsets.append(_number(value))
+    return offsets
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _parse_crs(text: str) -> CRS:
@@ -178,6 +233,16 @@ def open_dataset(path: Path) -> rasterio.io.DatasetReader:
         dataset.close()
         raise InputError(path, "holds no raster bands")
     return dataset
+
+
+def resize_bands(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(bands, h, w) resized to (bands, height, width) float32: averaged over each new pixel
+    when shrinking, interpolated (bilinear) when enlarging. Inference and training resample
+    imagery to a model's pixel size with this one function."""
+    shrinking = height * width < image.shape[1] * image.shape[2]
+    smooth = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(band, (width, height), interpolation=smooth)
+                     for band in image.astype(np.float32)])
 
 
 # probability rasters store each class's probability as uint8: p * PROB_SCALE

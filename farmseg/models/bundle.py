@@ -7,6 +7,7 @@ unpickles anything.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -145,11 +146,35 @@ class ModelBundle:
         )
 
 
-def resolve_bundle_path(name_or_path: str | Path) -> Path:
-    """Turn `default`, a bundle name or a folder path into a bundle folder."""
+def default_bundle_path(pixel_size_m: float | None = None) -> Path:
+    """The bundled model that `default` means for a raster of `pixel_size_m` metres: the
+    one whose `default_for_m` range [low, high) holds it (e.g. the coarse-imagery model for
+    5-10 m pixels); `models/default` when none does or the pixel size is unknown."""
+    if pixel_size_m:
+        folder = bundled_models_dir()
+        for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
+            low, high = _default_range(sub / META_NAME)
+            if low <= pixel_size_m < high:
+                return sub
+    return bundled_models_dir() / "default"
+
+
+def _default_range(meta_path: Path) -> tuple[float, float]:
+    """A bundle's `default_for_m` range of raster pixel sizes (empty when it has none)."""
+    try:
+        value = json.loads(meta_path.read_text(encoding="utf-8")).get("default_for_m")
+        low, high = value
+        return (float(low or 0.0), float(high or math.inf))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return (0.0, 0.0)
+
+
+def resolve_bundle_path(name_or_path: str | Path, pixel_size_m: float | None = None) -> Path:
+    """Turn `default` (the bundled model suited to `pixel_size_m`, see default_bundle_path),
+    a bundle name or a folder path into a bundle folder."""
     text = str(name_or_path)
     if text == "default":
-        return bundled_models_dir() / "default"
+        return default_bundle_path(pixel_size_m)
     candidate = Path(text).expanduser()
     if candidate.exists() or os.sep in text or "/" in text:
         return candidate
@@ -160,9 +185,10 @@ def resolve_bundle_path(name_or_path: str | Path) -> Path:
                      f"{bundled_models_dir()} or {user_models_dir()})")
 
 
-def load_bundle(name_or_path: str | Path) -> ModelBundle:
-    """Read and check a bundle's metadata; refuse pickles and future schemas."""
-    path = resolve_bundle_path(name_or_path)
+def load_bundle(name_or_path: str | Path, pixel_size_m: float | None = None) -> ModelBundle:
+    """Read and check a bundle's metadata; refuse pickles and future schemas. `default`
+    picks the bundled model suited to rasters of `pixel_size_m` metres."""
+    path = resolve_bundle_path(name_or_path, pixel_size_m)
     if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
         raise ModelError(path, "is a pickle checkpoint, which farmseg never loads (it can run "
                          "code); convert it with `farmseg import-checkpoint FILE --arch A "

@@ -7,6 +7,7 @@ width) plus one prefetched and one finished row, whatever the raster height.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import rasterio
 from rasterio.windows import Window
 
 from farmseg.errors import ModelError
-from farmseg.geoio.raster import RasterSource, close_pixel_sizes, raster_profile_for
+from farmseg.geoio.raster import RasterSource, close_pixel_sizes, raster_profile_for, resize_bands
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
 from farmseg.models.engines import Predictor
@@ -48,8 +49,10 @@ class TileSettings:
 
 
 def model_bands(source: RasterSource, bundle: ModelBundle, bands: list[int] | None) -> list[int]:
-    """The raster bands to feed the model; a clear error when the raster lacks them."""
-    use = bands or bundle.bands
+    """The raster bands to feed the model: `bands`, else those whose descriptions name the
+    model's bands (e.g. "red (B04)"), else the model's own; a clear error when the raster
+    lacks them."""
+    use = bands or source.named_bands(bundle.band_names) or bundle.bands
     if len(use) != len(bundle.bands):
         raise ModelError(source.path, f"--bands gives {len(use)} bands, model '{bundle.name}' "
                          f"needs {len(bundle.bands)} ({', '.join(bundle.band_names)})")
@@ -58,6 +61,21 @@ def model_bands(source: RasterSource, bundle: ModelBundle, bands: list[int] | No
                          f"{len(bundle.bands)} bands ({', '.join(bundle.band_names)}) read from "
                          f"bands {use}; choose others with --bands")
     return use
+
+
+def band_note(source: RasterSource, bundle: ModelBundle, bands: list[int] | None) -> str | None:
+    """One line of guidance when the model's bands are guessed: no --bands and no band
+    descriptions naming them, on a raster unlike the model's input (more bands or another
+    dtype, e.g. a Sentinel-2 stack)."""
+    if bands or source.named_bands(bundle.band_names):
+        return None
+    if source.count <= len(bundle.bands) and source.dtype == bundle.dtype:
+        return None
+    names = ", ".join(bundle.band_names)
+    return (f"{source.path}: {source.count} {source.dtype} bands without descriptions naming "
+            f"{names}; reading bands {','.join(map(str, bundle.bands))} as {names}; give "
+            "--bands in that order otherwise (e.g. --bands 3,2,1 for a Sentinel-2 stack "
+            "B02,B03,B04,B08)")
 
 
 def input_scaling(source: RasterSource, bundle: ModelBundle, bands: list[int]) -> dict[str, Any]:
@@ -103,9 +121,10 @@ def large_resampling(scale: float) -> bool:
 
 class _Prepared:
     """Reads rows of tiles (in the prefetch thread) and turns tiles into network input (in
-    the inference thread, batch by batch: a prefetched row stays in the raster's dtype,
-    a quarter of its float32 size for 8-bit imagery). A raster tile of `tile * scale`
-    pixels is read resampled to at most `tile` model pixels."""
+    the inference thread, batch by batch). A prefetched row stays in the raster's dtype and
+    on its grid (a tile spans `tile * scale` raster pixels), so its memory does not grow
+    with the resampling factor; each tile is resampled to at most `tile` model pixels as it
+    goes to the network, by the same resize as the training tiles (resize_bands)."""
 
     def __init__(self, source: RasterSource, bands: list[int], scaling: dict[str, Any],
                  bundle: ModelBundle, tile: int, scale: float) -> None:
@@ -116,10 +135,10 @@ class _Prepared:
         self.mean = norm.get("mean", IMAGENET_MEAN[: len(bands)])
         self.std = norm.get("std", IMAGENET_STD[: len(bands)])
 
-    def model_shape(self, h: int, w: int) -> tuple[int, int] | None:
-        """The network size of a (h, w) raster window (None: read as it is)."""
+    def model_shape(self, h: int, w: int) -> tuple[int, int]:
+        """The network size of a (h, w) raster window."""
         if self.scale == 1.0:
-            return None
+            return h, w
         return (min(self.tile, max(1, round(h / self.scale))),
                 min(self.tile, max(1, round(w / self.scale))))
 
@@ -134,23 +153,27 @@ class _Prepared:
         valid_row = np.zeros((self.window(y0, 0).height, self.source.width), dtype=bool)
         for x0 in xs:
             window = self.window(y0, x0)
-            h, w = window.height, window.width
-            data, valid = self.source.read(window, self.bands, self.model_shape(h, w))
-            valid_row[:, x0:x0 + w] = (valid if self.scale == 1.0 else
-                                       self.source.valid(window, self.bands))
+            data, valid = self.source.read(window, self.bands)
+            valid_row[:, x0:x0 + window.width] = valid
             tiles.append((data, valid) if valid.any() else None)
         return tiles, valid_row
 
     def network_input(self, raw: _RawTile) -> np.ndarray:
-        """Scaled, normalized, nodata zeroed, padded to the tile size."""
+        """Resampled to model pixels, scaled, normalized, nodata zeroed, padded to the tile
+        size."""
         data, valid = raw
+        shape = self.model_shape(*valid.shape)
+        if shape != valid.shape:
+            data = resize_bands(data, *shape)
+            valid = cv2.resize(valid.view(np.uint8), shape[::-1],
+                               interpolation=cv2.INTER_NEAREST).view(bool)
         net = apply_scaling(data, self.scaling, self.mean, self.std)
         net[:, ~valid] = 0.0
         return pad_to_tile(net, self.tile)
 
-    def raster_probabilities(self, probs: np.ndarray, raw: _RawTile, window: Window) -> np.ndarray:
+    def raster_probabilities(self, probs: np.ndarray, window: Window) -> np.ndarray:
         """A tile's network output cut to its model pixels and sized to its raster window."""
-        hm, wm = raw[0].shape[1:]
+        hm, wm = self.model_shape(window.height, window.width)
         return to_raster_size(probs[:, :hm, :wm], window.height, window.width)
 
 
@@ -171,13 +194,36 @@ def raster_tile(tile: int, scale: float) -> int:
     return max(1, round(tile * scale))
 
 
+BOUNDARY_CLASS = 2  # index of the field-boundary class in the bundles' classes
+
+
 def to_raster_size(probs: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(classes, hm, wm) probabilities in model pixels resized to (classes, h, w)."""
+    """(classes, hm, wm) probabilities in model pixels resized to (classes, h, w): bilinear
+    when enlarging; when shrinking, averaged over each raster pixel except the boundary
+    class, which takes its largest value there, so that a boundary line a few model pixels
+    wide still separates the fields on a coarser raster grid."""
     if probs.shape[1:] == (h, w):
         return probs
+    hm, wm = probs.shape[1:]
+    shrinking = h * w < hm * wm
     resized = cv2.resize(np.ascontiguousarray(probs.transpose(1, 2, 0)), (w, h),
-                         interpolation=cv2.INTER_LINEAR)
-    return resized.reshape(h, w, -1).transpose(2, 0, 1)
+                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    resized = resized.reshape(h, w, -1).transpose(2, 0, 1)
+    if shrinking and probs.shape[0] > BOUNDARY_CLASS:
+        resized[BOUNDARY_CLASS] = footprint_max(probs[BOUNDARY_CLASS], h, w)
+    return resized
+
+
+def footprint_max(values: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(hm, wm) values shrunk to (h, w), each output pixel the largest value of the input
+    pixels it covers (a dilation by the footprint, sampled at the output pixels' centres)."""
+    hm, wm = values.shape
+    fy, fx = hm / h, wm / w
+    kernel = np.ones((max(1, math.ceil(fy)), max(1, math.ceil(fx))), np.uint8)
+    dilated = cv2.dilate(np.ascontiguousarray(values), kernel)
+    rows = np.minimum(((np.arange(h) + 0.5) * fy).astype(int), hm - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * fx).astype(int), wm - 1)
+    return dilated[np.ix_(rows, cols)]
 
 
 def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
@@ -212,9 +258,9 @@ def infer_job(source: RasterSource, bundle: ModelBundle, predictor: Predictor,
                 chunk = todo[start:start + settings.batch]
                 batch = np.stack([prepared.network_input(raw) for _, raw in chunk])
                 probs = predict_with_retry(predictor, batch, warn)
-                for (x0, raw), p in zip(chunk, probs):
+                for (x0, _), p in zip(chunk, probs):
                     window = prepared.window(y0, x0)
-                    band.add(prepared.raster_probabilities(p, raw, window), x0, weights)
+                    band.add(prepared.raster_probabilities(p, window), x0, weights)
                 done += len(chunk)
                 yield Progress("segment", done, total, f"{done}/{total} tiles")
             done += len(tiles) - len(todo)

@@ -22,7 +22,7 @@ from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import ModelBundle, load_bundle
 from farmseg.models.engine_choice import EngineRequest
 from farmseg.models.engines import Predictor, make_predictor
-from farmseg.pipeline.inference import TileSettings, infer_job
+from farmseg.pipeline.inference import TileSettings, band_note, infer_job
 
 
 @dataclass
@@ -104,18 +104,18 @@ def segment_job(options: SegmentOptions) -> Job[SegmentResult]:
         check_format(Path(options.output))
     for target in _targets(options):
         check_target(target, options.overwrite)
-    bundle = load_bundle(options.model)
     source = RasterSource(options.input, options.crs)
     work_parent = options.work_dir or (Path(options.output).parent if options.output else None)
     work = Path(tempfile.mkdtemp(prefix=".farmseg-work-", dir=work_parent))
     try:
+        bundle = load_bundle(options.model, source.grid.pixel_size_m())
         if options.output is not None:
             check_layer_exportable(source.grid.crs, Path(options.output))
         if source.grid.crs is None:
             warn(f"{source.path}: no CRS; areas are in pixel units (give one with --crs)")
-        if options.tiles.bands is None and source.count > 4:
-            warn(f"{source.path}: {source.count} bands; the model reads bands "
-                 f"{bundle.bands} as {', '.join(bundle.band_names)} (choose with --bands)")
+        note = band_note(source, bundle, options.tiles.bands)
+        if note is not None:
+            warn(note)
         predictor = make_predictor(bundle, **asdict(options.engine),
                                    pixels=source.width * source.height)
         settings = options.tiles.settings(bundle, predictor)

@@ -18,12 +18,13 @@ def describe_raster(path: Path, model: str = "default") -> str:
         crs = grid.crs.to_string() if grid.crs else "none (areas would be in pixels)"
         px = grid.pixel_size
         metres = grid.pixel_size_m()
+        band_labels = [d or str(c.name).lower() for d, c in zip(src.descriptions, ds.colorinterp)]
         lines = [
             f"file:       {path}",
             f"driver:     {ds.driver}",
             f"size:       {src.width} x {src.height} px, {src.count} band(s)",
             f"dtypes:     {', '.join(sorted(set(ds.dtypes)))}",
-            f"bands:      {', '.join(str(c.name).lower() if c else '-' for c in ds.colorinterp)}",
+            f"bands:      {', '.join(band_labels)}",
             f"crs:        {crs}",
             f"pixel size: {px[0]:.6g} x {px[1]:.6g}"
             + (f" (~{metres:.2f} m)" if metres else ""),
@@ -31,7 +32,7 @@ def describe_raster(path: Path, model: str = "default") -> str:
             f"overviews:  {ds.overviews(1) or 'none'}",
         ]
         try:
-            bundle = load_bundle(model)
+            bundle = load_bundle(model, metres)
             model_bands(src, bundle, None)
             note = resampling_note(src, bundle, model_scale(src, bundle))
             verdict = "fits" if note is None else "fits; " + note.split(": ", 1)[1]
