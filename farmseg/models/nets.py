@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from farmseg.errors import ModelError
-from farmseg.models.pretrained import load_pretrained
+from farmseg.models.pretrained import load_pretrained, load_strict
 
 # User-facing names -> smp names. The bundle stores the smp names.
 ARCHITECTURES = {"unet": "Unet", "deeplabv3plus": "DeepLabV3Plus"}
@@ -69,19 +69,7 @@ def network_from_bundle(meta: dict[str, Any], weights: Path) -> torch.nn.Module:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(weights, f"corrupt or unreadable weights ({exc})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ModelError(weights, f"weights do not fit {meta['arch']}/{meta['encoder']}: "
-                         f"{len(missing)} missing, {len(unexpected)} unexpected keys "
-                         f"(e.g. {(missing + unexpected)[0]})")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise ModelError(weights, f"weight {key} has shape {tuple(tensor.shape)}, the "
-                             f"architecture needs {tuple(expected[key].shape)}")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True)
+    load_strict(model, state, weights, f"{meta['arch']}/{meta['encoder']}")
     return model.eval()
 
 

@@ -131,26 +131,29 @@ def read_csmask(path: Path, model: torch.nn.Module) -> Tensors:
     return state
 
 
+def load_strict(module: torch.nn.Module, given: Tensors, path: Path, what: str) -> None:
+    """Load `given` into `module` with strict=True, after checking names and shapes so that
+    a mismatch is a one-line ModelError naming `path` and `what` the weights were for."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing or unexpected:
+        raise ModelError(path, f"weights do not fit {what}: {len(missing)} missing, "
+                         f"{len(unexpected)} unexpected keys (e.g. "
+                         f"{(missing + unexpected)[0]})")
+    for key, tensor in given.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelError(path, f"weight {key} of {what} has shape {tuple(tensor.shape)}, "
+                             f"the network needs {tuple(expected[key].shape)}")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in given.items()}, strict=True)
+
+
 def load_parts(model: torch.nn.Module, state: Tensors, parts: tuple[str, ...],
                path: Path) -> None:
-    """Load `state` (the model's keys) into each named submodule with strict=True, after
-    checking names and shapes so that a mismatch is a one-line ModelError."""
+    """Load `state` (the model's keys) into each named submodule, strictly."""
     for part in parts:
-        module = model.get_submodule(part)
         given = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(f"{part}.")}
-        expected = module.state_dict()
-        missing = sorted(set(expected) - set(given))
-        unexpected = sorted(set(given) - set(expected))
-        if missing or unexpected:
-            raise ModelError(path, f"weights do not fit the {part}: {len(missing)} missing, "
-                             f"{len(unexpected)} unexpected keys (e.g. "
-                             f"{part}.{(missing + unexpected)[0]})")
-        for key, tensor in given.items():
-            if tensor.shape != expected[key].shape:
-                raise ModelError(path, f"weight {part}.{key} has shape {tuple(tensor.shape)}, "
-                                 f"the network needs {tuple(expected[key].shape)}")
-        module.load_state_dict({k: v.to(expected[k].dtype) for k, v in given.items()},
-                               strict=True)
+        load_strict(model.get_submodule(part), given, path, f"the {part}")
 
 
 def lite_source(variant: int, digest: str) -> Source:
