@@ -8,6 +8,7 @@ SAMPLE := resources/sample/sample.tif
 OUT ?= runs/sample_fields.gpkg
 
 .PHONY: run demo test lint bench-batch finetune-check-indomain model model-fast model-deeplab bench bench-gui package clean finetune-check
+.PHONY: finetune-check-10m
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -63,7 +64,8 @@ model-deeplab: $(STAMP)
 # the fast model: the default fine-tuned at 2 m pixels (4x fewer network pixels)
 model-fast: $(STAMP)
 	$(BIN)/farmseg train --data $(DATA) --base default --out models/fast --pixel-size 2 \
-		--epochs 40 --tile 256 --batch 8 --lr 3e-4 --val-fraction 0.2 --seed 0 --checkpoint
+		--epochs 40 --tile 256 --batch 8 --lr 3e-4 --val-fraction 0.2 --seed 0 --checkpoint \
+		--keep-finetuned
 	$(BIN)/farmseg validate --data $(DATA) --model fast --tune --record
 	$(BIN)/farmseg quantize --data $(DATA) --model fast --variants int8 bf16
 
@@ -80,8 +82,18 @@ bench-gui: $(STAMP)
 clean:
 	rm -rf runs build dist .pytest_cache
 
+# fine-tuning on unlike imagery: held-out NAIP scenes as a 5 m uint16 region (README,
+# "Fine-tuning"); finetune-check-10m: the same scenes at 10 m, Sentinel-2's pixel size
 finetune-check: $(STAMP)
 	$(BIN)/python -m farmseg.tools.finetune_check --data $(DATA)
+
+finetune-check-10m: $(STAMP)
+	$(BIN)/python -m farmseg.tools.finetune_check --data $(DATA) --pixel 10
+
+# fine-tuning on familiar imagery must not forget: 4 held-out NAIP scenes, west halves
+# train (8 tiles of 512 px), east halves scored through segment + evaluate
+finetune-check-indomain: $(STAMP)
+	$(BIN)/python -m farmseg.tools.indomain_check --data $(DATA)
 
 # Standalone Linux desktop package (no Python, no torch needed to run it; see README,
 # "Desktop package"): own build venv build/pkg-venv, PyInstaller one-folder app in

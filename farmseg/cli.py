@@ -33,7 +33,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          freeze_encoder=args.freeze_encoder, device=args.device,
                          precision=args.precision, seed=args.seed, resume=args.resume,
                          checkpoint=args.checkpoint, scale_jitter=args.scale_jitter,
-                         pixel_size=args.pixel_size)
+                         pixel_size=args.pixel_size, replay_share=args.replay_share,
+                         keep_finetuned=args.keep_finetuned)
     bar = ProgressBar(args.quiet)
 
     def report(progress) -> None:
@@ -53,6 +54,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   f"{result['base_val_field_f1']:.3f}")
         print(f"  {'trained' if args.base is None else 'fine-tuned':<27} "
               f"{result['val_field_iou']:.3f}        {result['val_field_f1']:.3f}")
+    if result.get("verdict"):
+        print(result["verdict"])
     return 0
 
 
@@ -273,8 +276,16 @@ def _add_train(sub: _Commands) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--tile", type=int, default=256, help="crop size")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; fine-tuning 3e-4)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share kept for validation (default 0.2; fine-tuning 0.25, a block of "
+                        "each labelled area)")
+    p.add_argument("--replay-share", type=float, default=0.5,
+                   help="fine-tuning: share of each batch taken from the base model's own "
+                        "training crops (its replay set; 0 turns it off)")
+    p.add_argument("--keep-finetuned", action="store_true",
+                   help="fine-tuning: keep the fine-tuned weights even when they were not "
+                        "better than the base on the validation block")
     p.add_argument("--freeze-encoder", action="store_true")
     _add_device(p)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],

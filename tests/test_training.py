@@ -25,21 +25,23 @@ def test_fine_tune_from_the_cli_prints_before_and_after(tmp_path, labeled_dir, c
                                                          sample_crop):
     out = tmp_path / "tuned"
     assert main(["train", "--data", str(labeled_dir), "--base", "default", "--out", str(out),
-                 "--epochs", "1", "--tile", "64", "--batch", "4", "-q"]) == 0
+                 "--epochs", "1", "--tile", "64", "--batch", "4", "--keep-finetuned",
+                 "-q"]) == 0
     text = capsys.readouterr().out
     assert "base default" in text and "fine-tuned" in text and "field F1" in text
     epoch_line = next(line for line in text.splitlines() if line.startswith("epoch 1:"))
     assert "val field IoU" in epoch_line and "field F1" in epoch_line
     meta = json.loads((out / "farmseg.json").read_text())
     assert meta["training"]["base"] == "default" and meta["partial"] is False
-    metrics = meta["metrics"]
+    metrics, record = meta["metrics"], meta["finetune"]
+    # a fine-tune keeps its last epoch: no selection score
+    assert metrics["val_selection_score"] is None
     assert set(metrics) == {"val_selection_score", "val_pixel_iou", "val_field_f1",
                             "base_val_pixel_iou", "base_val_field_f1"}
-    assert all(0 <= v <= 1 for k, v in metrics.items() if k != "val_selection_score")
-    # epochs are kept by F1 with pixel IoU as tie-break: a score, not an IoU
-    assert metrics["val_selection_score"] == pytest.approx(
-        metrics["val_field_f1"] + 0.01 * metrics["val_pixel_iou"], abs=2e-4)
-    tuned_line = next(line for line in text.splitlines() if "fine-tuned" in line)
+    assert metrics["val_field_f1"] == pytest.approx(record["after"]["field_f1"], abs=1e-4)
+    assert metrics["base_val_field_f1"] == pytest.approx(record["before"]["field_f1"], abs=1e-4)
+    assert record["kept"] == "fine-tuned" and "--keep-finetuned" in text
+    tuned_line = next(line for line in text.splitlines() if line.startswith("  fine-tuned"))
     assert [float(v) for v in tuned_line.split()[1:]] == pytest.approx(
         [metrics["val_pixel_iou"], metrics["val_field_f1"]], abs=6e-4)
     # the base's reduced-precision verdicts and validation figures are not inherited
@@ -246,7 +248,7 @@ def test_a_model_trained_at_2_m_resamples_1_m_rasters(tmp_path, labeled_dir, sam
     out = tmp_path / "coarse"
     assert main(["train", "--data", str(labeled_dir), "--base", "default", "--out", str(out),
                  "--pixel-size", "2", "--epochs", "1", "--tile", "64", "--batch", "4",
-                 "-q"]) == 0
+                 "--keep-finetuned", "-q"]) == 0
     assert load_bundle(out).pixel_size_m == 2.0
     capsys.readouterr()
     probs = tmp_path / "p.tif"

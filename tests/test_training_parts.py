@@ -147,10 +147,10 @@ def test_crop_size_refuses_images_smaller_than_the_crop():
         crop_size(config, [_sample(h=80, w=90), _sample("b", h=20, w=60)])
 
 
-def test_inference_reads_the_samples_bands_at_their_own_pixel_size(tmp_path):
+def test_inference_reads_the_samples_bands_resampled_like_segment(tmp_path):
     meta = load_bundle("fast").meta
     bundle = inference_bundle(meta, tmp_path)
-    assert bundle.bands == [1, 2, 3] and bundle.pixel_size_m is None
+    assert bundle.bands == [1, 2, 3] and bundle.pixel_size_m == meta["input"]["pixel_size_m"]
     assert bundle.scaling == meta["scaling"] and bundle.tile == meta["inference"]["tile"]
 
 

@@ -317,7 +317,8 @@ class FineTuneDialog(QDialog):
                                 " in all)")
         self.progress_text.setText(f"Done in {format_clock(self._active.clock.elapsed())}.")
         path = result["bundle"]
-        self.result_text.setText(f"Saved as <b>{html.escape(Path(path).name)}</b> in "
+        verdict = f"{html.escape(result['verdict'])}.<br>" if result.get("verdict") else ""
+        self.result_text.setText(f"{verdict}Saved as <b>{html.escape(Path(path).name)}</b> in "
                                  f"{html.escape(path)}; it is now the model in the main window.")
         LOG.info("fine-tuned model written to %s", path)
         self.modelSaved.emit(path, True)

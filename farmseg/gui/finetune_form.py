@@ -100,14 +100,14 @@ class FineTuneForm(QWidget):
         self.name.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_RE)))
         self.epochs = named(QSpinBox(minimum=1, maximum=500, value=10), "epochsSpin")
         self.lr = named(QDoubleSpinBox(minimum=0.00001, maximum=0.01, decimals=5,
-                                       singleStep=0.0001, value=0.0005), "lrSpin")
+                                       singleStep=0.0001, value=0.0003), "lrSpin")
         self.crop = named(QSpinBox(minimum=64, maximum=1024, singleStep=32, value=256,
                                    suffix=" px"),
                           "cropSpin", "Random crops of this size; capped at the smallest tile")
         self.batch = named(QSpinBox(minimum=1, maximum=64, value=8), "batchSpin")
-        self.val_share = named(QSpinBox(minimum=0, maximum=50, value=20, suffix=" %"),
-                               "valSpin", "Tiles (or, with fewer than 5 tiles, a strip of each "
-                               "tile) kept for validation, never trained on")
+        self.val_share = named(QSpinBox(minimum=0, maximum=50, value=25, suffix=" %"),
+                               "valSpin", "A block of each labelled area (touching tiles) kept "
+                               "for validation, never trained on")
         self.freeze = named(QCheckBox("Freeze the encoder (faster, for very few tiles)"),
                             "freezeCheck")
         self.device = named(QComboBox(), "deviceCombo")

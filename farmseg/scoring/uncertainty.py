@@ -18,6 +18,7 @@ import numpy as np
 from farmseg.scoring.evaluate import MATCH_IOU
 
 BOOTSTRAP_SAMPLES = 2000
+CONFIDENCE = 0.90  # two-sided level of the intervals
 
 
 def field_units(pred: np.ndarray, ref: np.ndarray, valid: np.ndarray | None = None
@@ -62,7 +63,8 @@ def _f1(counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PairedF1:
-    """Field F1 of a base and a candidate prediction of one area, with 90 % intervals."""
+    """Field F1 of a base and a candidate prediction of one area, with intervals at the
+    two-sided level `confidence`."""
 
     base: float
     candidate: float
@@ -70,6 +72,7 @@ class PairedF1:
     candidate_interval: tuple[float, float]
     difference_interval: tuple[float, float]  # candidate - base
     reference_fields: int
+    confidence: float = CONFIDENCE
 
     @property
     def difference(self) -> float:
@@ -77,19 +80,19 @@ class PairedF1:
 
     @property
     def candidate_is_better(self) -> bool:
-        """Better beyond the uncertainty: the whole 90 % interval of the gain is above 0."""
+        """Better beyond the uncertainty: the whole interval of the gain is above 0."""
         return self.difference_interval[0] > 0
 
     def describe(self) -> str:
         lo, hi = self.difference_interval
         return (f"field F1 {self.base:.3f} -> {self.candidate:.3f} ({self.difference:+.3f}, "
-                f"90 % interval {lo:+.3f} .. {hi:+.3f}, bootstrap over "
+                f"{self.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}, bootstrap over "
                 f"{self.reference_fields} reference fields)")
 
 
 def paired_f1(base_pred: np.ndarray, candidate_pred: np.ndarray, ref: np.ndarray,
               valid: np.ndarray | None = None, samples: int = BOOTSTRAP_SAMPLES,
-              seed: int = 0) -> PairedF1:
+              seed: int = 0, confidence: float = CONFIDENCE) -> PairedF1:
     """Field F1 of two predictions against one reference, bootstrapped over the same units."""
     base_units, base_orphans = field_units(base_pred, ref, valid)
     cand_units, cand_orphans = field_units(candidate_pred, ref, valid)
@@ -104,9 +107,9 @@ def paired_f1(base_pred: np.ndarray, candidate_pred: np.ndarray, ref: np.ndarray
     point = _f1(table.sum(axis=0))
 
     def interval(values: np.ndarray) -> tuple[float, float]:
-        lo, hi = np.quantile(values, [0.05, 0.95])
+        lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
         return float(lo), float(hi)
 
     return PairedF1(float(point[0]), float(point[1]), interval(resampled[:, 0]),
                     interval(resampled[:, 1]), interval(resampled[:, 1] - resampled[:, 0]),
-                    len(base_units))
+                    len(base_units), confidence)

@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from farmseg.geoio.raster import resize_bands
 from farmseg.models.bundle import normalization
 from farmseg.models.scaling import (
     apply_scaling,
@@ -16,7 +17,7 @@ from farmseg.models.scaling import (
     reference_percentiles,
     stretch_to_reference,
 )
-from farmseg.training.samples import Sample, resize_bands
+from farmseg.training.samples import Sample
 
 
 def pixel_sample(samples: list[Sample], per_image: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
@@ -81,8 +82,8 @@ class CropSampler:
             msk = cv2.resize(msk, (self.crop, self.crop), interpolation=cv2.INTER_NEAREST)
         return img, np.where(msk == 255, -100, msk.astype(np.int64))
 
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """`n` augmented crops, normalized for the network, and their masks."""
+    def crops(self, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """`n` augmented crops scaled to 0..1 (by this sampler's scaling) and their masks."""
         images, masks = [], []
         for _ in range(n):
             sample = self.samples[self.rng.choice(len(self.samples), p=self.weights)]
@@ -96,7 +97,40 @@ class CropSampler:
                 net, msk = net[:, :, ::-1], msk[:, ::-1]
             images.append(net)
             masks.append(msk)
-        batch = np.stack(images).astype(np.float32)
-        mean, std = (np.asarray(v, np.float32) for v in normalization(batch.shape[1]))
-        batch = (batch - mean[None, :, None, None]) / std[None, :, None, None]
-        return batch, np.stack(masks)
+        return images, masks
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`n` augmented crops, normalized for the network, and their masks."""
+        return network_batch(*self.crops(n))
+
+
+def network_batch(images: list[np.ndarray], masks: list[np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Crops scaled to 0..1 as one normalized network batch, and their masks."""
+    batch = np.stack(images).astype(np.float32)
+    mean, std = (np.asarray(v, np.float32) for v in normalization(batch.shape[1]))
+    batch = (batch - mean[None, :, None, None]) / std[None, :, None, None]
+    return batch, np.stack(masks)
+
+
+class RehearsalSampler:
+    """Batches of the user's crops with a share of each batch taken from the base model's
+    own training data (the replay crops), each scaled with its own data's scaling."""
+
+    def __init__(self, user: CropSampler, replay: CropSampler | None, share: float) -> None:
+        self.user, self.replay, self.share = user, replay, share
+
+    def replay_count(self, n: int) -> int:
+        """How many of a batch of `n` are replay crops (at least one user crop)."""
+        if self.replay is None or self.share <= 0:
+            return 0
+        return min(n - 1, max(1, round(n * self.share)))
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`n` crops, normalized for the network: user crops first, then replay crops."""
+        k = self.replay_count(n)
+        images, masks = self.user.crops(n - k)
+        if self.replay is not None and k:
+            more_images, more_masks = self.replay.crops(k)
+            images, masks = images + more_images, masks + more_masks
+        return network_batch(images, masks)

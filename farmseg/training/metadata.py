@@ -4,7 +4,10 @@ figures (no torch here).
 Metric names say what each figure is: `val_pixel_iou` / `val_field_f1` score the kept
 weights' polygons on the validation images the way `farmseg validate` does (field pixel
 IoU; field-level F1 at IoU >= 0.5), `base_val_*` the same for the base model, and
-`val_selection_score` is what the epoch was kept by (see `selection_score`).
+`val_selection_score` is what the epoch was kept by (see `selection_score`; None when
+fine-tuning, which keeps the last epoch). A fine-tune also records `finetune`: the size of
+its validation block, before/after field F1 with bootstrap intervals, the verdict and which
+weights were kept (training/verdict.py).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Figures:
     val_field_f1: float | None = None
     base_val_pixel_iou: float | None = None
     base_val_field_f1: float | None = None
+    finetune: dict[str, Any] | None = None  # verdict.Verdict.section()
 
 
 def default_band_names(n_bands: int) -> list[str]:
@@ -67,7 +71,8 @@ def default_band_names(n_bands: int) -> list[str]:
 def model_facts(config: TrainConfig, base: ModelBundle | None, arch: str, encoder: str,
                 samples: list[Sample], val: list[Sample], scaling: dict[str, Any],
                 postprocess: dict[str, float]) -> ModelFacts:
-    """The facts of a run on `samples` (all labelled images; `val` those held out)."""
+    """The facts of a run on `samples` (the training images at the training pixel size;
+    `val` those held out)."""
     n_bands = samples[0].image.shape[0]
     return ModelFacts(
         name=Path(config.out).name, arch=arch, encoder=encoder,
@@ -76,7 +81,7 @@ def model_facts(config: TrainConfig, base: ModelBundle | None, arch: str, encode
         dtype=samples[0].dtype,
         pixel_size_m=float(np.median([s.pixel_size for s in samples])),
         scaling=scaling, postprocess=postprocess,
-        files=sorted({f for s in samples for f in s.files}),
+        files=sorted({f for s in samples + val for f in s.files}),
         validation=[s.name for s in val],
         base_name=base.name if base else None, base_meta=base.meta if base else None)
 
@@ -118,13 +123,10 @@ def training_metrics(figures: Figures) -> dict[str, Any]:
     return metrics
 
 
-def bundle_meta(config: TrainConfig, facts: ModelFacts, figures: Figures, partial: bool,
-                made: dict[str, str]) -> dict[str, Any]:
-    """The whole farmseg.json; `made` says when and with what (date, farmseg, torch,
-    machine)."""
-    meta = model_meta(facts)
-    meta["partial"] = partial
-    meta["training"] = {
+def training_section(config: TrainConfig, facts: ModelFacts, figures: Figures,
+                     made: dict[str, str]) -> dict[str, Any]:
+    """The bundle's `training` record: the run's data, settings, history and provenance."""
+    return {
         "base": facts.base_name,
         "data": config.data,
         "files": facts.files,
@@ -135,7 +137,31 @@ def bundle_meta(config: TrainConfig, facts: ModelFacts, figures: Figures, partia
         "history": figures.history,
         **made,
     }
+
+
+def bundle_meta(config: TrainConfig, facts: ModelFacts, figures: Figures, partial: bool,
+                made: dict[str, str]) -> dict[str, Any]:
+    """The whole farmseg.json; `made` says when and with what (date, farmseg, torch,
+    machine)."""
+    meta = model_meta(facts)
+    meta["partial"] = partial
+    meta["training"] = training_section(config, facts, figures, made)
     # the base's validation figures and reduced-precision verdicts are not this model's
     meta.pop("precision", None)
+    meta.pop("replay", None)  # recorded again where the replay set is passed on
     meta["metrics"] = training_metrics(figures)
+    if figures.finetune is not None:
+        meta["finetune"] = figures.finetune
+    return meta
+
+
+def kept_base_meta(config: TrainConfig, facts: ModelFacts, figures: Figures,
+                   made: dict[str, str]) -> dict[str, Any]:
+    """The farmseg.json of a fine-tune that kept its base: the base's metadata (network,
+    thresholds, figures, precision verdicts: all still true of its weights) under the new
+    name, with this run's training record and `finetune` figures."""
+    meta = dict(facts.base_meta or {})
+    meta.update({"name": facts.name, "partial": False,
+                 "training": training_section(config, facts, figures, made),
+                 "finetune": figures.finetune})
     return meta

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -20,7 +23,7 @@ from rasterio.transform import Affine
 
 from farmseg.errors import ModelError
 from farmseg.geoio.atomic import atomic_file
-from farmseg.training.samples import Sample
+from farmseg.training.samples import Sample, resampled
 
 REPLAY_NAME = "replay.npz"
 REPLAY_LICENSE_NAME = "replay-LICENSE.txt"
@@ -76,6 +79,44 @@ def load_replay_samples(bundle_dir: Path) -> list[Sample]:
     return [Sample(f"replay[{i}]", image, mask, np.ones(mask.shape, bool), "uint8", pixel_size,
                    [str(path)], Affine.scale(pixel_size, -pixel_size))
             for i, (image, mask) in enumerate(zip(images, masks))]
+
+
+def replay_scaling(meta: dict[str, Any]) -> dict[str, Any]:
+    """The scaling the replay crops are read with: recorded with the set when a fine-tune
+    passed it on (its own scaling may be another data's stretch), else the bundle's own."""
+    return dict(meta.get("replay", {}).get("scaling") or meta["scaling"])
+
+
+def padded(sample: Sample, size: int) -> Sample:
+    """The sample at least `size` px a side: mirrored pixels around it, not valid (their
+    labels are ignored), so a crop of `size` keeps its pixel size."""
+    h, w = sample.shape
+    dy, dx = max(0, size - h), max(0, size - w)
+    if not dy and not dx:
+        return sample
+    pad = ((dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2))
+    return replace(sample, image=np.pad(sample.image, ((0, 0), *pad), mode="reflect"),
+                   mask=np.pad(sample.mask, pad), valid=np.pad(sample.valid, pad),
+                   transform=sample.transform * Affine.translation(-pad[1][0], -pad[0][0]))
+
+
+def rehearsal_samples(bundle_dir: Path, pixel_size: float | None, crop: int) -> list[Sample]:
+    """The bundle's replay crops at the training pixel size, padded to the crop size."""
+    samples = load_replay_samples(bundle_dir)
+    if pixel_size:
+        samples = [resampled(s, pixel_size) for s in samples]
+    return [padded(s, crop) for s in samples]
+
+
+def copy_replay(base_dir: Path, folder: Path) -> bool:
+    """Pass the base's replay set (and its licence) on to a new bundle; False when it has
+    none."""
+    if not (Path(base_dir) / REPLAY_NAME).is_file():
+        return False
+    for name in (REPLAY_NAME, REPLAY_LICENSE_NAME):
+        if (Path(base_dir) / name).is_file():
+            shutil.copyfile(Path(base_dir) / name, folder / name)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,14 +10,14 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from farmseg.errors import InputError
-from farmseg.geoio.raster import Grid, close_pixel_sizes
+from farmseg.geoio.raster import RasterSource, close_pixel_sizes, resize_bands
 from farmseg.training.labels import (
     boundary_from_instances,
     instances_from_polygons,
@@ -82,26 +82,32 @@ def _label_for(data_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = None) -> Sample:
-    """Read one image and its label, checking grids, classes and values."""
-    try:
-        with rasterio.open(image_path) as src:
-            use = bands or list(range(1, src.count + 1))
-            if max(use) > src.count:
-                raise InputError(image_path, f"has {src.count} bands, the model reads bands {use}")
-            image = src.read(use)
-            valid = src.dataset_mask() > 0
-            transform, crs, shape = src.transform, src.crs, (src.height, src.width)
-            dtype = src.dtypes[0]
-            pixel = (Grid(src.width, src.height, src.transform, crs).pixel_size_m()
-                     or abs(src.transform.a) or 1.0)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(image_path, f"cannot read image ({exc})") from None
-    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        if src.nodata is None or not np.isnan(src.nodata):
-            raise InputError(image_path, "holds NaN pixels without NaN declared as nodata; "
-                             "fill them or set nodata=nan")
-        valid &= np.all(np.isfinite(image), axis=0)
+def images_pixel_size(data_dir: Path) -> float | None:
+    """The pixel size (m) of the first labelled image in `data_dir` (None without a CRS):
+    what `default` as a base model is chosen for (load_bundle)."""
+    image, _ = find_labeled_pairs(data_dir)[0]
+    with RasterSource(image) as src:
+        return src.grid.pixel_size_m()
+
+
+def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = None,
+                band_names: list[str] | None = None) -> Sample:
+    """Read one image and its label, checking grids, classes and values. Bands are read as
+    `segment` reads them: those whose descriptions name `band_names` (e.g. "red
+    (B04)"), else `bands`, else all; offsets the file declares are added."""
+    with RasterSource(image_path) as src:
+        use = ((band_names and src.named_bands(band_names)) or bands
+               or list(range(1, src.count + 1)))
+        if max(use) > src.count:
+            raise InputError(image_path, f"has {src.count} bands, the model reads bands {use}")
+        image, valid = src.read(Window(0, 0, src.width, src.height), use)
+        grid, dtype, nodata = src.grid, src.dtype, src.nodata
+    transform, crs, shape = grid.transform, grid.crs, (grid.height, grid.width)
+    pixel = grid.pixel_size_m() or abs(transform.a) or 1.0
+    nan_nodata = nodata is not None and np.isnan(nodata)
+    if np.issubdtype(image.dtype, np.floating) and not nan_nodata and not np.isfinite(image).all():
+        raise InputError(image_path, "holds NaN pixels without NaN declared as nodata; fill "
+                         "them or set nodata=nan")
     if min(shape) < MIN_CROP:
         raise InputError(image_path, f"is {shape[1]} x {shape[0]} px, smaller than the "
                          f"{MIN_CROP} px minimum crop")
@@ -153,15 +159,6 @@ def _read_mask(path: Path, shape, transform, crs) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def resize_bands(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(bands, h, w) resized to (bands, height, width) float32: averaged over each new pixel
-    when shrinking, interpolated when enlarging."""
-    shrinking = height * width < image.shape[1] * image.shape[2]
-    smooth = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(band, (width, height), interpolation=smooth)
-                     for band in image.astype(np.float32)])
-
-
 def resampled(sample: Sample, pixel_size: float) -> Sample:
     """The sample on a grid of `pixel_size` metres (unchanged when within 10 % of it): image
     averaged over each new pixel (or interpolated when enlarging), labels and validity
@@ -200,19 +197,23 @@ def split_validation(samples: list[Sample], fraction: float, seed: int
     val: list[Sample] = []
     for sample in samples:
         h, w = sample.shape
-        parts: tuple[tuple[slice, slice], tuple[slice, slice]]
         if w >= h:  # strip off the east side
             cut = w - max(1, int(math.ceil(w * fraction)))
-            parts = (np.s_[:, :cut], np.s_[:, cut:])
-            offset = sample.transform * Affine.translation(cut, 0)
+            train.append(sub_sample(sample, np.s_[:, :cut], "train"))
+            val.append(sub_sample(sample, np.s_[:, cut:], "val"))
         else:  # strip off the south side
             cut = h - max(1, int(math.ceil(h * fraction)))
-            parts = (np.s_[:cut, :], np.s_[cut:, :])
-            offset = sample.transform * Affine.translation(0, cut)
-        for target, sl, tag, transform in ((train, parts[0], "train", sample.transform),
-                                           (val, parts[1], "val", offset)):
-            target.append(Sample(f"{sample.name}[{tag}]", sample.image[(slice(None),) + sl],
-                                 sample.mask[sl], sample.valid[sl], sample.dtype,
-                                 sample.pixel_size, sample.files, transform, sample.crs,
-                                 None if sample.instances is None else sample.instances[sl]))
+            train.append(sub_sample(sample, np.s_[:cut, :], "train"))
+            val.append(sub_sample(sample, np.s_[cut:, :], "val"))
     return train, val
+
+
+def sub_sample(sample: Sample, window: tuple[slice, slice], tag: str) -> Sample:
+    """The part of `sample` in `window` (rows, cols with non-negative starts), named
+    `name[tag]`, on its own grid."""
+    rows, cols = window
+    transform = sample.transform * Affine.translation(cols.start or 0, rows.start or 0)
+    return Sample(f"{sample.name}[{tag}]", sample.image[:, rows, cols], sample.mask[window],
+                  sample.valid[window], sample.dtype, sample.pixel_size, sample.files,
+                  transform, sample.crs,
+                  None if sample.instances is None else sample.instances[window])

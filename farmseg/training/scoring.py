@@ -28,6 +28,36 @@ def reference_instances(mask: np.ndarray) -> np.ndarray:
     return grown
 
 
+def write_probabilities(probs: np.ndarray, sample: Sample, path: Path) -> Path:
+    """Probabilities (C, h, w) on the sample's grid as `segment` stores them (uint8), with
+    pixels that are not valid marked background."""
+    h, w = sample.shape
+    quantized = np.round(probs * PROB_SCALE).astype(np.uint8)
+    quantized[:, ~sample.valid] = 0
+    quantized[0, ~sample.valid] = int(PROB_SCALE)
+    with rasterio.open(path, "w", **raster_profile_for(Grid(w, h, sample.transform, sample.crs),
+                                                        probs.shape[0], "uint8")) as out:
+        out.write(quantized)
+    return path
+
+
+def predicted_fields(prob_path: Path, sample: Sample, postprocess: dict[str, float],
+                     min_area_ha: float = 0.1) -> np.ndarray:
+    """The fields `segment` would make of stored probabilities (same thresholds and size
+    filters), as instances on the sample's grid."""
+    h, w = sample.shape
+    grid = Grid(w, h, sample.transform, sample.crs)
+    settings = settings_for(postprocess, min_area_ha, (grid.pixel_size_m() or 1.0) ** 2)
+    raw = drain(vectorize_job(prob_path, settings))
+    layer = clean_fields(raw, CleanSettings(min_area_ha=min_area_ha))
+    return rasterize_instances(layer.geoms, grid)
+
+
+def sample_reference(sample: Sample) -> np.ndarray:
+    """The sample's reference fields: its instances, else those its mask implies."""
+    return sample.instances if sample.instances is not None else reference_instances(sample.mask)
+
+
 def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
                   postprocess: dict[str, float], min_area_ha: float = 0.1) -> Score:
     """Vectorize each sample's probabilities like `segment` does (same thresholds and size
@@ -35,22 +65,9 @@ def score_samples(probabilities: list[np.ndarray], samples: list[Sample],
     total = Score()
     with tempfile.TemporaryDirectory(prefix="farmseg-score-") as tmp:
         for probs, sample in zip(probabilities, samples):
-            h, w = sample.shape
-            grid = Grid(w, h, sample.transform, sample.crs)
-            settings = settings_for(postprocess, min_area_ha, (grid.pixel_size_m() or 1.0) ** 2)
-            path = Path(tmp) / "probs.tif"
-            quantized = np.round(probs * PROB_SCALE).astype(np.uint8)
-            quantized[:, ~sample.valid] = 0
-            quantized[0, ~sample.valid] = int(PROB_SCALE)
-            with rasterio.open(path, "w", **raster_profile_for(grid, probs.shape[0],
-                                                                "uint8")) as out:
-                out.write(quantized)
-            raw = drain(vectorize_job(path, settings))
-            layer = clean_fields(raw, CleanSettings(min_area_ha=min_area_ha))
-            predicted = rasterize_instances(layer.geoms, grid)
-            reference = (sample.instances if sample.instances is not None
-                         else reference_instances(sample.mask))
-            total = total + score_instances(predicted, reference, sample.valid)
+            path = write_probabilities(probs, sample, Path(tmp) / "probs.tif")
+            predicted = predicted_fields(path, sample, postprocess, min_area_ha)
+            total = total + score_instances(predicted, sample_reference(sample), sample.valid)
     return total
 
 

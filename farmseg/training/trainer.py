@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import platform
+import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ from farmseg.errors import InputError, UsageError
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import (
     CLASS_NAMES,
+    META_NAME,
     WEIGHTS_NAME,
     ModelBundle,
     load_bundle,
     write_bundle_atomically,
     write_meta,
 )
+from farmseg.models.engines import make_predictor
 from farmseg.models.nets import (
     build_network,
     load_imagenet_encoder,
@@ -40,22 +43,34 @@ from farmseg.models.nets import (
     smp_encoder,
 )
 from farmseg.scoring.evaluate import Score
+from farmseg.training.blocks import split_blocks
 from farmseg.training.config import TrainConfig
-from farmseg.training.crops import CropSampler, choose_scaling
-from farmseg.training.metadata import Figures, ModelFacts, bundle_meta, model_facts, model_meta
+from farmseg.training.crops import CropSampler, RehearsalSampler, choose_scaling
+from farmseg.training.metadata import (
+    Figures,
+    ModelFacts,
+    bundle_meta,
+    kept_base_meta,
+    model_facts,
+    model_meta,
+)
+from farmseg.training.replay import copy_replay, rehearsal_samples, replay_scaling
 from farmseg.training.samples import (
     Sample,
     find_labeled_pairs,
+    images_pixel_size,
     load_sample,
     resampled,
     split_validation,
 )
+from farmseg.training.schedule import steps_per_epoch
 from farmseg.training.scoring import field_iou, score_samples, selection_score
 from farmseg.training.validating import ValidationImages
+from farmseg.training.verdict import Verdict, judge
 
+CPU = torch.device("cpu")
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
 DEFAULT_POSTPROCESS = {"field_threshold": 0.5, "seed_threshold": 0.5, "boundary_threshold": 0.5}
-MIN_STEPS_PER_EPOCH = 16  # a few small tiles would otherwise make an epoch 1-2 steps long
 
 
 @dataclass
@@ -116,19 +131,37 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
 
 
 def load_samples(config: TrainConfig, base: ModelBundle | None) -> list[Sample]:
-    """The labeled images, at the asked pixel size, else at the base model's (imagery for
-    it is resampled to that size anyway), else at their own."""
-    samples = [load_sample(img, lbl, base.bands if base else None)
+    """The labeled images at their own pixel size, checked to be of one kind."""
+    samples = [load_sample(img, lbl, base.bands if base else None,
+                           base.band_names if base else None)
                for img, lbl in find_labeled_pairs(Path(config.data))]
-    pixel_size = config.pixel_size or (base.pixel_size_m if base else None)
-    if pixel_size:
-        samples = [resampled(s, pixel_size) for s in samples]
     counts = {s.image.shape[0] for s in samples}
     dtypes = {s.dtype for s in samples}
     if len(counts) > 1 or len(dtypes) > 1:
         raise InputError(config.data, f"images differ in band count or dtype ({sorted(counts)}, "
                          f"{sorted(dtypes)}); use one kind of imagery per training set")
     return samples
+
+
+def training_pixel_size(config: TrainConfig, base: ModelBundle | None) -> float | None:
+    """The asked pixel size, else the base model's (imagery for it is resampled to that size
+    anyway), else None (the images' own)."""
+    return config.pixel_size or (base.pixel_size_m if base else None)
+
+
+def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float | None
+                  ) -> tuple[list[Sample], list[Sample]]:
+    """(training samples at the training pixel size, validation samples on their own grid,
+    scored the way `segment` would score them). Fine-tuning validates on a block of each
+    labelled area (blocks.py), training from scratch on whole images or strips."""
+    fraction = config.val_fraction or 0.0
+    if config.fine_tuning:
+        train, val = split_blocks(samples, fraction)
+    else:
+        train, val = split_validation(samples, fraction, config.seed)
+    if pixel_size:
+        train = [resampled(s, pixel_size) for s in train]
+    return train, val
 
 
 def crop_size(config: TrainConfig, train: list[Sample]) -> int:
@@ -163,6 +196,10 @@ class BestEpoch:
         self.epoch, self.score, self.state = epoch, score, weights_copy(model)
         return True
 
+    def take(self, epoch: int, model: torch.nn.Module) -> None:
+        """Keep `model`'s weights whatever the score (fine-tuning keeps the last epoch)."""
+        self.epoch, self.score, self.state = epoch, math.nan, weights_copy(model)
+
 
 @dataclass
 class RunState:
@@ -171,19 +208,22 @@ class RunState:
     history: list[EpochReport] = field(default_factory=list)
     best: BestEpoch = field(default_factory=BestEpoch)
     base_score: Score | None = None  # the base model on the validation images
+    base_probs: list[np.ndarray] | None = None  # fine-tuning: the base's, as segment makes them
     final_score: Score | None = None  # the kept weights on the validation images
+    verdict: Verdict | None = None  # fine-tuning: fine-tuned vs base on the validation block
 
     def figures(self, validated: bool) -> Figures:
         """The figures the bundle's metadata records."""
         base, final = self.base_score, self.final_score
+        selected = validated and self.best.state is not None and not math.isnan(self.best.score)
         return Figures(
             epochs_done=self.best.epoch, history=[asdict(h) for h in self.history],
-            selection_score=(self.best.score if validated and self.best.state is not None
-                             else None),
+            selection_score=self.best.score if selected else None,
             val_pixel_iou=final.pixel_iou if final else None,
             val_field_f1=final.f1 if final else None,
             base_val_pixel_iou=base.pixel_iou if base else None,
-            base_val_field_f1=base.f1 if base else None)
+            base_val_field_f1=base.f1 if base else None,
+            finetune=self.verdict.section() if self.verdict else None)
 
 
 @dataclass
@@ -194,7 +234,7 @@ class Optimization:
     device: torch.device
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    sampler: CropSampler
+    sampler: RehearsalSampler
     class_weights: torch.Tensor
     autocast: torch.dtype | None
     steps: int  # per epoch
@@ -212,6 +252,7 @@ class TrainingRun:
     facts: ModelFacts
     val: list[Sample]
     opt: Optimization
+    base: ModelBundle | None = None
     state: RunState = field(default_factory=RunState)
 
 
@@ -228,9 +269,24 @@ def build_model(config: TrainConfig, base: ModelBundle | None,
     return model, arch, encoder
 
 
+def make_sampler(config: TrainConfig, base: ModelBundle | None, train: list[Sample], crop: int,
+                 scaling: dict[str, Any]) -> RehearsalSampler:
+    """Crops of the training set; when fine-tuning, a share of each batch from the base's
+    replay set, read with the replay data's own scaling."""
+    user = CropSampler(train, crop, scaling, config.seed, config.scale_jitter)
+    replay = None
+    if config.fine_tuning and base is not None and config.replay_share > 0:
+        samples = rehearsal_samples(base.path, training_pixel_size(config, base), crop)
+        if samples:
+            replay = CropSampler(samples, crop, replay_scaling(base.meta), config.seed + 1,
+                                 config.scale_jitter)
+    return RehearsalSampler(user, replay, config.replay_share)
+
+
 def make_optimization(config: TrainConfig, model: torch.nn.Module, device: torch.device,
-                      train: list[Sample], crop: int, scaling: dict[str, Any]) -> Optimization:
-    """Model on its device, AdamW with warm-up and cosine decay, crops of the training set."""
+                      train: list[Sample], crop: int, sampler: RehearsalSampler
+                      ) -> Optimization:
+    """Model on its device, AdamW with warm-up and cosine decay, the sampler's crops."""
     model.to(device).train()
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
@@ -238,33 +294,37 @@ def make_optimization(config: TrainConfig, model: torch.nn.Module, device: torch
         for p in model.get_submodule("encoder").parameters():
             p.requires_grad = False
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(params, lr=config.lr or 0.0, weight_decay=1e-4)
     train_pixels = sum(int(s.valid.sum()) for s in train)
-    steps = max(MIN_STEPS_PER_EPOCH, math.ceil(train_pixels / crop ** 2 / config.batch))
+    user_crops = config.batch - sampler.replay_count(config.batch)
+    steps = steps_per_epoch(train_pixels, crop, config.batch, config.epochs,
+                            user_crops if config.fine_tuning else None)
     autocast = training_autocast(device, config.precision)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   warmup_cosine(steps * config.epochs))
-    sampler = CropSampler(train, crop, scaling, config.seed, config.scale_jitter)
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     return Optimization(model, device, optimizer, scheduler, sampler, weights, autocast, steps)
 
 
 def start_run(config: TrainConfig) -> TrainingRun:
     """Load the base and the data, check them, build the network and its optimizer."""
+    config = config.resolved()
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    base = load_bundle(config.base) if config.base else None
+    base = (load_bundle(config.base, images_pixel_size(Path(config.data))) if config.base
+            else None)
     if config.resume:
         base = load_bundle(config.out)
     samples = load_samples(config, base)
-    train, val = split_validation(samples, config.val_fraction, config.seed)
+    train, val = split_samples(config, samples, training_pixel_size(config, base))
     crop = crop_size(config, train)
     scaling = choose_scaling(train, base.meta if base else None)
     model, arch, encoder = build_model(config, base, samples[0].image.shape[0])
-    opt = make_optimization(config, model, device, train, crop, scaling)
+    sampler = make_sampler(config, base, train, crop, scaling)
+    opt = make_optimization(config, model, device, train, crop, sampler)
     postprocess = (base.thresholds if base else {}) or DEFAULT_POSTPROCESS
-    facts = model_facts(config, base, arch, encoder, samples, val, scaling, postprocess)
-    return TrainingRun(config, facts, val, opt)
+    facts = model_facts(config, base, arch, encoder, train, val, scaling, postprocess)
+    return TrainingRun(config, facts, val, opt, base)
 
 
 # ---- epochs ---------------------------------------------------------------------------
@@ -366,17 +426,27 @@ def run_epochs(run: TrainingRun, images: ValidationImages) -> Job[None]:
         score = score_epoch(run, images)
         state.history.append(EpochReport(epoch, loss, score.val_iou, time.monotonic() - clock))
         clock = time.monotonic()
-        # polygons scored like the base model's, so that the comparison is fair
-        kept = state.best.offer(epoch, selection_score(score.val_f1, score.polygon_iou, loss),
-                                run.opt.model)
+        if config.fine_tuning:  # the last epoch: choosing the best of many noisy scores
+            state.best.take(epoch, run.opt.model)  # of a small block would flatter it
+            kept = True
+        else:  # polygons scored like the base model's, so that the comparison is fair
+            kept = state.best.offer(epoch, selection_score(score.val_f1, score.polygon_iou,
+                                                           loss), run.opt.model)
         if kept and config.checkpoint and epoch < config.epochs:
             write_bundle(run, partial=True)
         yield epoch_progress(state.history[-1], config.epochs, score, base_iou)
 
 
 def score_base(run: TrainingRun, images: ValidationImages) -> None:
-    """The base model on the validation images is the one to beat: never ship worse."""
+    """The base model on the validation images is the one to beat: never ship worse. When
+    fine-tuning it runs as `segment` runs it (its own engine, e.g. int8 ONNX)."""
     if run.facts.base_name is None or not run.val:
+        return
+    if run.config.fine_tuning and run.base is not None:
+        pixels = sum(s.valid.size for s in run.val)
+        probs = images.probabilities(run.base.meta, make_predictor(run.base, pixels=pixels))
+        run.state.base_probs = probs
+        run.state.base_score = score_samples(probs, run.val, run.facts.postprocess)
         return
     score = score_samples(predict_validation(run, images), run.val, run.facts.postprocess)
     run.state.base_score = score
@@ -385,12 +455,21 @@ def score_base(run: TrainingRun, images: ValidationImages) -> None:
 
 
 def score_kept(run: TrainingRun, images: ValidationImages) -> None:
-    """Restore the kept weights and score them: the figures the bundle records."""
+    """Restore the kept weights and score them: the figures the bundle records. A fine-tune
+    is judged against its base (verdict.py) with its weights as the bundle stores them."""
     if not run.val or run.state.best.state is None:
         return
     run.opt.model.load_state_dict(run.state.best.state)
-    run.state.final_score = score_samples(predict_validation(run, images), run.val,
-                                          run.facts.postprocess)
+    if run.state.base_probs is None:
+        run.state.final_score = score_samples(predict_validation(run, images), run.val,
+                                              run.facts.postprocess)
+        return
+    stored = export_network(run)
+    probs = images.probabilities(model_meta(run.facts), ModulePredictor(stored, CPU))
+    verdict = judge(run.state.base_probs, probs, run.val, run.facts.postprocess,
+                    run.config.keep_finetuned)
+    run.state.verdict = verdict
+    run.state.final_score = verdict.candidate_score
 
 
 # ---- output ---------------------------------------------------------------------------
@@ -414,17 +493,40 @@ def export_network(run: TrainingRun) -> torch.nn.Module:
 
 
 def write_bundle(run: TrainingRun, partial: bool) -> Path:
-    """Write the kept weights as a complete bundle (atomically) at the run's `out`."""
+    """Write the kept weights as a complete bundle (atomically) at the run's `out`; when a
+    fine-tune was not better, the base's files with this run's figures."""
+    verdict = run.state.verdict
+    if verdict is not None and verdict.kept == "base" and run.base is not None:
+        return write_base_copy(run, run.base)
+    facts = run.facts
+    if verdict is not None:
+        facts = replace(facts, postprocess=verdict.thresholds)
     model = export_network(run)
-    meta = bundle_meta(run.config, run.facts, run.state.figures(bool(run.val)), partial,
-                       made_by())
+    meta = bundle_meta(run.config, facts, run.state.figures(bool(run.val)), partial, made_by())
 
     def fill(folder: Path) -> None:
         from farmseg.models.onnx_export import export_onnx
 
+        if run.base is not None and run.config.fine_tuning and copy_replay(run.base.path,
+                                                                           folder):
+            meta["replay"] = {"scaling": replay_scaling(run.base.meta)}
         save_weights(model, folder / WEIGHTS_NAME)
         write_meta(folder, meta)
         export_onnx(model, folder, run.facts.n_bands)
+
+    return write_bundle_atomically(Path(run.config.out), fill)
+
+
+def write_base_copy(run: TrainingRun, base: ModelBundle) -> Path:
+    """The base model's files (weights, ONNX, replay set) under the run's name, its
+    metadata recording this run and why the base was kept."""
+    meta = kept_base_meta(run.config, run.facts, run.state.figures(bool(run.val)), made_by())
+
+    def fill(folder: Path) -> None:
+        for item in base.path.iterdir():
+            if item.is_file() and item.name != META_NAME:
+                shutil.copyfile(item, folder / item.name)
+        write_meta(folder, meta)
 
     return write_bundle_atomically(Path(run.config.out), fill)
 
@@ -438,6 +540,8 @@ def training_result(run: TrainingRun, path: Path) -> dict[str, Any]:
             "val_field_f1": final.f1 if final else None,
             "base_val_field_iou": base.pixel_iou if base else None,
             "base_val_field_f1": base.f1 if base else None,
+            "finetune": run.state.verdict.section() if run.state.verdict else None,
+            "verdict": run.state.verdict.line() if run.state.verdict else None,
             "validation": run.facts.validation, "history": run.state.history}
 
 

@@ -1,6 +1,6 @@
 """Validation images predicted the way `segment` predicts: each held-out sample is written
-once to a GeoTIFF in a temporary folder and run through the pipeline's tiled inference
-(no torch here: the caller brings the predictor)."""
+once, on its own grid, to a GeoTIFF in a temporary folder and run through the pipeline's
+tiled inference (no torch here: the caller brings the predictor)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from farmseg.training.samples import Sample
 
 def inference_bundle(meta: dict[str, Any], folder: Path) -> ModelBundle:
     """The model as inference sees it, reading the samples' GeoTIFFs: bands 1..n (written in
-    the model's order) at their own pixel size (already the model's)."""
+    the model's order), resampled to the model's pixel size as `segment` resamples them."""
     n_bands = len(meta["input"]["bands"])
     return ModelBundle(path=folder, meta={**meta, "input": {
-        **meta["input"], "bands": list(range(1, n_bands + 1)), "pixel_size_m": None}})
+        **meta["input"], "bands": list(range(1, n_bands + 1))}})
 
 
 def write_sample(sample: Sample, path: Path) -> Path:
