@@ -8,7 +8,7 @@ SAMPLE := resources/sample/sample.tif
 OUT ?= runs/sample_fields.gpkg
 
 .PHONY: run demo test lint bench-batch finetune-check-indomain model model-fast model-deeplab bench bench-gui package clean finetune-check
-.PHONY: finetune-check-10m
+.PHONY: finetune-check-10m finetune-check-corrections
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -94,6 +94,11 @@ finetune-check-10m: $(STAMP)
 # train (8 tiles of 512 px), east halves scored through segment + evaluate
 finetune-check-indomain: $(STAMP)
 	$(BIN)/python -m farmseg.tools.indomain_check --data $(DATA)
+
+# learning from corrections: the 10 m region segmented whole, the west half's fields replaced
+# by the reference fields and marked reviewed, the east half scored before and after
+finetune-check-corrections: $(STAMP)
+	$(BIN)/python -m farmseg.tools.corrections_check --data $(DATA)
 
 # Standalone Linux desktop package (no Python, no torch needed to run it; see README,
 # "Desktop package"): own build venv build/pkg-venv, PyInstaller one-folder app in
