@@ -12,7 +12,7 @@ from farmseg.batch.options import add_batch_options, wants_batch
 from farmseg.errors import Cancelled, FarmsegError
 from farmseg.jobs import run_job
 from farmseg.models.engine_choice import DEVICES, ENGINES, PRECISIONS, EngineRequest
-from farmseg.progressbar import ProgressBar
+from farmseg.tools.progressbar import ProgressBar
 
 if TYPE_CHECKING:
     from farmseg.pipeline.segment import SegmentOptions
@@ -38,7 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     bar = ProgressBar(args.quiet)
 
     def report(progress) -> None:
-        if progress.stage == "epoch":
+        if progress.stage in ("epoch", "settings"):
             bar.close()
             print(progress.message, flush=True)
         else:
@@ -276,13 +276,15 @@ def _add_train(sub: _Commands) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--tile", type=int, default=256, help="crop size")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; fine-tuning 3e-4)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3; fine-tuning 3e-4 "
+                   "on data the base knows well .. 1e-3 on data it does not)")
     p.add_argument("--val-fraction", type=float,
                    help="share kept for validation (default 0.2; fine-tuning 0.25, a block of "
                         "each labelled area)")
-    p.add_argument("--replay-share", type=float, default=0.5,
+    p.add_argument("--replay-share", type=float,
                    help="fine-tuning: share of each batch taken from the base model's own "
-                        "training crops (its replay set; 0 turns it off)")
+                        "training crops (its replay set; 0 turns it off; default 0.5 on "
+                        "data the base knows well .. 0 on data it does not)")
     p.add_argument("--keep-finetuned", action="store_true",
                    help="fine-tuning: keep the fine-tuned weights even when they were not "
                         "better than the base on the validation block")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -73,3 +74,11 @@ class EtaClock:
         if done <= 0 or total <= 0:
             return None
         return self.elapsed() / done * (total - done)
+
+
+def cpu_threads() -> int:
+    """Threads for compute libraries: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)

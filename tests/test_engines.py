@@ -100,8 +100,7 @@ def test_auto_engine_follows_the_cpu_features(monkeypatch, int8_ok, native_bf16,
     """An accepted int8 model where the CPU has fast int8; else, on CPUs with native bf16,
     the accepted bf16 torch path for large rasters (small ones do not repay torch's
     start-up); else ONNX fp32."""
-    from farmseg import cpu
-    from farmseg.models import engines, machine
+    from farmseg.models import cpu, engines, machine
     from farmseg.models.bundle import load_bundle
 
     bundle = load_bundle("default")

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from farmseg.cpu import cpu_threads
 from farmseg.errors import UsageError
+from farmseg.jobs import cpu_threads
 
 BLOCK_MEMORY_GB = 1.5  # a block's peak (one raster's budget): workers get at least this
 

@@ -15,9 +15,9 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from farmseg.cpu import cpu_threads
 from farmseg.fields.measure import areas_perimeters_m, compactness
 from farmseg.fields.vectorize import RawFields, components
+from farmseg.jobs import cpu_threads
 
 SIMPLIFY_PX = 1.0
 M2_PER_HA = 10_000.0

@@ -28,10 +28,9 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from farmseg.cpu import cpu_threads
 from farmseg.fields.polygonize import polygonize, ranges
 from farmseg.geoio.raster import PROB_SCALE, Grid
-from farmseg.jobs import Job, Progress
+from farmseg.jobs import Job, Progress, cpu_threads
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 MAX_WORKERS = 4

@@ -51,7 +51,7 @@ from farmseg.gui.widgets import named
 from farmseg.gui.worker import ProcessWorker
 from farmseg.jobs import EtaClock, Progress
 from farmseg.models.bundle import META_NAME, ModelBundle, load_bundle, user_models_dir
-from farmseg.progressbar import format_clock
+from farmseg.tools.progressbar import format_clock
 
 LOG = logging.getLogger("farmseg.gui")
 TORCH_MISSING = ("Fine-tuning needs the full install of farmseg, with PyTorch: "

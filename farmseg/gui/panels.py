@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
@@ -22,14 +23,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from farmseg.fields.clean import FieldLayer
+from farmseg.editing.layer import EditableLayer
 from farmseg.gui.widgets import named
 from farmseg.jobs import EtaClock, Progress
 from farmseg.models.bundle import ModelBundle, list_bundles
-from farmseg.progressbar import format_clock as clock_text
+from farmseg.tools.progressbar import format_clock as clock_text
 
 STAGE_TEXT = {"crop": "cropping %p%", "segment": "%v/%m tiles", "vectorize": "vectorizing %p%",
-              "export": "finishing"}
+              "export": "finishing", "batch": "%v/%m blocks", "merge": "merging"}
 
 
 @dataclass
@@ -219,10 +220,11 @@ class RunPanel(QWidget):
 
 
 class FieldInfo(QGroupBox):
-    """Attributes of the field clicked on the map."""
+    """Attributes of the selected fields: those of one, or the count and sums of several."""
 
     ROWS = (("field_id", "Field", "{}"), ("area_ha", "Area", "{:.2f} ha"),
-            ("perim_m", "Perimeter", "{:,.0f} m"), ("confidence", "Confidence", "{:.2f}"))
+            ("perim_m", "Perimeter", "{:,.0f} m"), ("confidence", "Confidence", "{:.2f}"),
+            ("status", "Status", "{}"))
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Selected field", parent)
@@ -233,10 +235,19 @@ class FieldInfo(QGroupBox):
             self._values[key] = named(QLabel("–"), f"field_{key}")
             form.addRow(label, self._values[key])
 
-    def show_field(self, layer: FieldLayer | None, index: int | None) -> None:
-        """The attributes of field `index` of `layer`; dashes when either is None."""
-        for key, _, fmt in self.ROWS:
-            text = "–"
-            if layer is not None and index is not None:
-                text = fmt.format(layer.columns[key][index])
+    def show_fields(self, layer: EditableLayer | None, ids: list[int]) -> None:
+        """The attributes of the fields `ids` of `layer`; dashes for none."""
+        texts = dict.fromkeys(self._values, "–")
+        if layer is not None and len(ids) == 1:
+            at = int(layer.index_of(ids)[0])
+            texts = {key: fmt.format(layer.columns[key][at]) for key, _, fmt in self.ROWS}
+        elif layer is not None and ids:
+            columns = layer.rows(ids).columns
+            texts.update(field_id=f"{len(ids)} fields",
+                         area_ha=f"{columns['area_ha'].sum():.2f} ha",
+                         perim_m=f"{columns['perim_m'].sum():,.0f} m",
+                         confidence=f"{np.nanmean(columns['confidence']):.2f} (mean)"
+                         if np.isfinite(columns["confidence"]).any() else "–")
+        self.setTitle("Selected fields" if len(ids) > 1 else "Selected field")
+        for key, text in texts.items():
             self._values[key].setText(text)

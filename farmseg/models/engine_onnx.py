@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from farmseg.cpu import cpu_threads
 from farmseg.errors import ModelError
+from farmseg.jobs import cpu_threads
 from farmseg.models.bundle import ModelBundle
 
 

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import torch
 
-from farmseg.cpu import cpu_threads
 from farmseg.errors import UsageError
+from farmseg.jobs import cpu_threads
 from farmseg.models.bundle import ModelBundle
 from farmseg.models.nets import network_from_bundle
 

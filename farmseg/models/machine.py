@@ -12,7 +12,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from farmseg import cpu
+from farmseg.models import cpu
 
 
 def int8_is_fast() -> bool:

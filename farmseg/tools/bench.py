@@ -15,9 +15,10 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from farmseg.cpu import cpu_threads, describe_cpu
 from farmseg.geoio.raster import Grid, raster_profile_for
+from farmseg.jobs import cpu_threads
 from farmseg.models.bundle import app_root, load_bundle
+from farmseg.models.cpu import describe_cpu
 
 SAMPLE = app_root() / "resources" / "sample" / "sample.tif"
 

@@ -44,7 +44,7 @@ from farmseg.models.nets import (
 )
 from farmseg.scoring.evaluate import Score
 from farmseg.training.blocks import split_blocks
-from farmseg.training.config import TrainConfig
+from farmseg.training.config import Familiarity, TrainConfig
 from farmseg.training.crops import CropSampler, RehearsalSampler, choose_scaling
 from farmseg.training.metadata import (
     Figures,
@@ -63,7 +63,7 @@ from farmseg.training.samples import (
     resampled,
     split_validation,
 )
-from farmseg.training.schedule import steps_per_epoch
+from farmseg.training.schedule import FINETUNE_PASSES, steps_per_epoch
 from farmseg.training.scoring import field_iou, score_samples, selection_score
 from farmseg.training.validating import ValidationImages
 from farmseg.training.verdict import Verdict, judge
@@ -105,7 +105,7 @@ def pick_device(name: str) -> torch.device:
 
 def training_autocast(device: torch.device, precision: str) -> torch.dtype | None:
     """bf16 autocast on CPUs with native bf16 (auto or asked for), else None (fp32)."""
-    from farmseg.cpu import has_native_bf16
+    from farmseg.models.cpu import has_native_bf16
 
     if precision not in ("auto", "fp32", "bf16"):
         raise UsageError(None, f"unknown training precision '{precision}' (auto, fp32, bf16)")
@@ -211,6 +211,13 @@ class RunState:
     base_probs: list[np.ndarray] | None = None  # fine-tuning: the base's, as segment makes them
     final_score: Score | None = None  # the kept weights on the validation images
     verdict: Verdict | None = None  # fine-tuning: fine-tuned vs base on the validation block
+    settings: dict[str, Any] | None = None  # fine-tuning: TrainConfig.finetune_settings
+
+    def finetune_record(self) -> dict[str, Any] | None:
+        """The bundle's `finetune` section: the verdict and the settings the run chose."""
+        if self.verdict is None:
+            return None
+        return {**self.verdict.section(), "settings": self.settings}
 
     def figures(self, validated: bool) -> Figures:
         """The figures the bundle's metadata records."""
@@ -223,7 +230,7 @@ class RunState:
             val_field_f1=final.f1 if final else None,
             base_val_pixel_iou=base.pixel_iou if base else None,
             base_val_field_f1=base.f1 if base else None,
-            finetune=self.verdict.section() if self.verdict else None)
+            finetune=self.finetune_record())
 
 
 @dataclass
@@ -274,13 +281,13 @@ def make_sampler(config: TrainConfig, base: ModelBundle | None, train: list[Samp
     """Crops of the training set; when fine-tuning, a share of each batch from the base's
     replay set, read with the replay data's own scaling."""
     user = CropSampler(train, crop, scaling, config.seed, config.scale_jitter)
-    replay = None
-    if config.fine_tuning and base is not None and config.replay_share > 0:
+    replay, share = None, config.replay_share or 0.0
+    if config.fine_tuning and base is not None and share > 0:
         samples = rehearsal_samples(base.path, training_pixel_size(config, base), crop)
         if samples:
             replay = CropSampler(samples, crop, replay_scaling(base.meta), config.seed + 1,
                                  config.scale_jitter)
-    return RehearsalSampler(user, replay, config.replay_share)
+    return RehearsalSampler(user, replay, share)
 
 
 def make_optimization(config: TrainConfig, model: torch.nn.Module, device: torch.device,
@@ -298,7 +305,8 @@ def make_optimization(config: TrainConfig, model: torch.nn.Module, device: torch
     train_pixels = sum(int(s.valid.sum()) for s in train)
     user_crops = config.batch - sampler.replay_count(config.batch)
     steps = steps_per_epoch(train_pixels, crop, config.batch, config.epochs,
-                            user_crops if config.fine_tuning else None)
+                            user_crops if config.fine_tuning else None,
+                            config.passes or FINETUNE_PASSES)
     autocast = training_autocast(device, config.precision)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   warmup_cosine(steps * config.epochs))
@@ -454,6 +462,23 @@ def score_base(run: TrainingRun, images: ValidationImages) -> None:
     run.opt.model.train()
 
 
+def adapt_to_base(run: TrainingRun, asked: TrainConfig) -> Job[None]:
+    """Fine-tuning: the settings not asked for (`asked`: the config as given) chosen from how
+    well the base knows the user's data (its score on the validation block, config.Familiarity)
+    and the optimization rebuilt with them; reports them as a "settings" line."""
+    if run.base is None or not run.config.fine_tuning:
+        return
+    block_f1 = run.state.base_score.f1 if run.state.base_score else None
+    familiarity = Familiarity.of(block_f1, run.base.meta)
+    run.config = asked.resolved(familiarity)
+    run.state.settings = asked.finetune_settings(familiarity)
+    opt = run.opt
+    opt.sampler.share = run.config.replay_share or 0.0
+    run.opt = make_optimization(run.config, opt.model, opt.device, opt.sampler.user.samples,
+                                opt.sampler.user.crop, opt.sampler)
+    yield Progress("settings", 1, 1, "fine-tuning settings: " + run.state.settings["reason"])
+
+
 def score_kept(run: TrainingRun, images: ValidationImages) -> None:
     """Restore the kept weights and score them: the figures the bundle records. A fine-tune
     is judged against its base (verdict.py) with its weights as the bundle stores them."""
@@ -540,7 +565,7 @@ def training_result(run: TrainingRun, path: Path) -> dict[str, Any]:
             "val_field_f1": final.f1 if final else None,
             "base_val_field_iou": base.pixel_iou if base else None,
             "base_val_field_f1": base.f1 if base else None,
-            "finetune": run.state.verdict.section() if run.state.verdict else None,
+            "finetune": run.state.finetune_record(),
             "verdict": run.state.verdict.line() if run.state.verdict else None,
             "validation": run.facts.validation, "history": run.state.history}
 
@@ -551,6 +576,7 @@ def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="farmseg-validation-") as tmp:
         images = ValidationImages(run.val, Path(tmp))
         score_base(run, images)
+        yield from adapt_to_base(run, config)
         finished = False
         try:
             yield from run_epochs(run, images)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -45,11 +44,3 @@ def describe_cpu() -> str:
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
              if f in flags]
     return f"{cpu_model()} [{' '.join(shown) or 'no AVX2'}]"
-
-
-def cpu_threads() -> int:
-    """Threads for compute libraries: the cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
