@@ -27,10 +27,16 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+def discard_edits(win: MainWindow) -> None:
+    """Drop unsaved edits, so that closing does not ask whether to save them."""
+    for session in win.editor.sessions():
+        session.discard()
+
+
 @pytest.fixture
 def window(qtbot, tmp_path: Path):
     win = MainWindow(work_dir=tmp_path / "work")
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=discard_edits)
     win.resize(1000, 700)
     win.show()
     yield win

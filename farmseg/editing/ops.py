@@ -158,7 +158,7 @@ def delete_vertex(layer: EditableLayer, field_id: int, vertex: Point,
 
 def insert_vertex(layer: EditableLayer, field_id: int, xy: Point, pick: float = 0.0) -> Edit:
     """Add a vertex on the edge of `field_id` nearest to `xy` (within `pick`), and on the
-    neighbours' edges that run through it, so shared edges stay shared."""
+    neighbours' edges that run through it, so shared edges stay shared (status `edited`)."""
     tolerance = node_tolerance(layer)
     edges = layer.geometry(field_id).boundary
     point = shapely.line_interpolate_point(edges, shapely.line_locate_point(
@@ -170,7 +170,7 @@ def insert_vertex(layer: EditableLayer, field_id: int, xy: Point, pick: float = 
     at = fields_near(layer, point, tolerance)
     ids = [int(i) for i in layer.ids[at]]
     snapped = shapely.snap(layer.geoms[at], point, tolerance)
-    return Edit("Add a vertex", layer.rows(ids), layer.with_geometries(ids, snapped))
+    return Edit("Add a vertex", layer.rows(ids), layer.with_geometries(ids, snapped, "edited"))
 
 
 def confirm(layer: EditableLayer, ids: Iterable[int]) -> Edit:

@@ -67,6 +67,7 @@ def main(files: list[str], segment: bool = False) -> int:
                                                 details)
     with exception_hook(report), closed_by_signals(window):
         window.show()
+        QTimer.singleShot(0, window.offer_recovery)  # edits a crash left unsaved
         layers = [window.open_raster(name) for name in files]
         if segment and layers and layers[0] is not None:
             window.layer_panel.set_current(layers[0])

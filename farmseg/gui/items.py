@@ -20,6 +20,9 @@ from farmseg.gui.render import Style
 FIELD_COLOR = QColor(255, 221, 0)
 POLYGON_COLOR = QColor(90, 170, 255)  # outlines of vector layers (reference fields)
 SELECTED_COLOR = QColor(0, 229, 255)
+STATUS_COLORS = {"predicted": FIELD_COLOR, "edited": QColor(255, 140, 0),
+                 "drawn": QColor(255, 80, 200), "confirmed": QColor(80, 220, 80)}
+REVIEWED_COLOR = QColor(120, 255, 160)
 FIELD_CHUNK = 400  # field items added per event-loop turn, so big results never freeze
 
 
@@ -90,14 +93,19 @@ class RasterItem(QGraphicsItem):
 
 
 class FieldShape(QGraphicsPathItem):
-    """One field outline; `index` is its row in the field layer."""
+    """One field outline; `key` names it in its layer (the field_id, or the row of a
+    polygon file)."""
 
-    def __init__(self, path: QPainterPath, index: int, parent: QGraphicsItem,
+    def __init__(self, path: QPainterPath, key: int, parent: QGraphicsItem,
                  color: QColor = FIELD_COLOR) -> None:
         super().__init__(path, parent)
-        self.index = index
+        self.key = key
         self.color = color
         self.set_selected(False)
+
+    def set_color(self, color: QColor) -> None:
+        self.color = color
+        self.set_selected(self.zValue() > 0)
 
     def set_selected(self, selected: bool) -> None:
         pen = QPen(SELECTED_COLOR if selected else self.color, 3.0 if selected else 1.5)
@@ -110,19 +118,21 @@ class FieldShape(QGraphicsPathItem):
 
 
 class FieldsItem(QGraphicsObject):
-    """Parent of one FieldShape per field (outlined in `color`); children are added a chunk
-    per event-loop turn."""
+    """Parent of one FieldShape per field (outlined in `color`, or as `colors` says by
+    key), keyed by `keys` (default: the row); children are added a chunk per event-loop
+    turn. Shapes can be replaced by key (edits) and several selected."""
 
     def __init__(self, paths: list[QPainterPath], bounds: QRectF,
-                 color: QColor = FIELD_COLOR) -> None:
+                 color: QColor = FIELD_COLOR, keys: list[int] | None = None,
+                 colors: dict[int, QColor] | None = None) -> None:
         super().__init__()
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
         self._bounds = bounds
         self.color = color
-        self.count = len(paths)
-        self._pending = list(enumerate(paths))
-        self.shapes: list[FieldShape] = []
-        self._selected: FieldShape | None = None
+        self._colors = colors or {}
+        self._pending = list(zip(keys if keys is not None else range(len(paths)), paths))
+        self._shapes: dict[int, FieldShape] = {}
+        self._selected: set[int] = set()
         self._timer = QTimer(self)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._add_chunk)
@@ -136,18 +146,55 @@ class FieldsItem(QGraphicsObject):
         """Nothing: the children draw the outlines."""
 
     @property
+    def count(self) -> int:
+        return len(self._shapes) + len(self._pending)
+
+    @property
+    def shapes(self) -> list[FieldShape]:
+        """The shapes added so far, in the order they came."""
+        return list(self._shapes.values())
+
+    def shape_of(self, key: int) -> FieldShape | None:
+        return self._shapes.get(key)
+
+    @property
     def complete(self) -> bool:
         return not self._pending
 
     def _add_chunk(self) -> None:
         chunk, self._pending = self._pending[:FIELD_CHUNK], self._pending[FIELD_CHUNK:]
-        self.shapes.extend(FieldShape(path, index, self, self.color) for index, path in chunk)
+        for key, path in chunk:
+            self._add(key, path)
         if not self._pending:
             self._timer.stop()
 
-    def select(self, shape: FieldShape | None) -> None:
-        if self._selected is not None:
-            self._selected.set_selected(False)
-        self._selected = shape
-        if shape is not None:
-            shape.set_selected(True)
+    def _add(self, key: int, path: QPainterPath) -> None:
+        shape = FieldShape(path, key, self, self._colors.get(key, self.color))
+        shape.set_selected(key in self._selected)
+        self._shapes[key] = shape
+
+    def replace(self, removed: list[int], added: list[tuple[int, QPainterPath, QColor]],
+                bounds: QRectF) -> None:
+        """Take the shapes `removed` off and add (key, path, colour) shapes; `bounds` is
+        the new extent. Pending shapes are added first."""
+        while self._pending:
+            self._add_chunk()
+        for key in removed:
+            shape = self._shapes.pop(key, None)
+            if shape is not None and shape.scene() is not None:
+                shape.scene().removeItem(shape)
+        for key, path, color in added:
+            self._colors[key] = color
+            self._add(key, path)
+        self.prepareGeometryChange()
+        self._bounds = bounds
+
+    def select(self, keys: set[int]) -> None:
+        """Highlight the shapes `keys` (none: clear)."""
+        for key in self._selected - keys:
+            if key in self._shapes:
+                self._shapes[key].set_selected(False)
+        self._selected = set(keys)
+        for key in keys:
+            if key in self._shapes:
+                self._shapes[key].set_selected(True)

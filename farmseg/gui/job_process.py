@@ -109,6 +109,21 @@ class SegmentTask:
         return gui_job(self.options, self.window)
 
 
+@dataclass
+class BatchTask:
+    """A folder of scenes segmented into one layer (the batch job), as the job process
+    runs it; `options.output` is the layer's file."""
+
+    folder: Path
+    options: SegmentOptions
+    memory_hint = "try a smaller tile size"
+
+    def job(self) -> Job[Any]:
+        from farmseg.batch.run import BatchOptions, batch_job
+
+        return batch_job(BatchOptions([self.folder], self.options))
+
+
 def serve(job: Job[Any], memory_hint: str, send: Send, cancelled: Callable[[], bool]) -> None:
     """Run `job`, reporting with `send` and stopping once `cancelled()`; `memory_hint` says
     what to try when memory runs out."""

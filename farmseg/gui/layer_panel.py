@@ -87,6 +87,10 @@ class LayerPanel(QWidget):
         self._restack()
         self._tree.setCurrentItem(entry)
 
+    def refresh(self, layer: Layer) -> None:
+        """Show the title of `layer` again."""
+        self._entry(self._index(layer)).setText(0, layer.title)
+
     def remove(self, layer: Layer) -> None:
         self._tree.takeTopLevelItem(self._index(layer))
         self._restack()

@@ -11,11 +11,13 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPainterPath, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem
 
+from farmseg.editing.layer import from_field_layer
 from farmseg.errors import FarmsegError, InputError
 from farmseg.fields.clean import FieldLayer
 from farmseg.geoio.raster import Grid, RasterSource
 from farmseg.geoio.vectors import read_polygons, reproject
 from farmseg.gui.convert import polygon_path, scene_bounds, scene_transform, to_qimage
+from farmseg.gui.edit_session import EditSession
 from farmseg.gui.items import POLYGON_COLOR, FieldsItem, RasterItem
 from farmseg.gui.render import DISPLAY_CAP, PROBABILITY_STYLE, Style, overview_rgba
 from farmseg.gui.tasks import describe
@@ -38,6 +40,7 @@ class Layer:
     fields: FieldLayer | None = None
     job_dir: Path | None = None  # temporary files behind a result layer
     grid: Path | None = None  # a raster on the pixel grid the fields were computed on
+    edits: EditSession | None = None  # the editing state of a "fields" layer
 
     @property
     def title(self) -> str:
@@ -80,8 +83,13 @@ def result_layers(outcome: JobOutcome, image: Layer) -> tuple[Layer, Layer]:
     prob_item.setTransform(outcome.prob_transform)
     prob = Layer(image.name, "probability", prob_item, image.source, image.crs,
                  image.pixel_size, job_dir=outcome.job_dir)
-    return prob, replace(prob, kind="fields", item=FieldsItem(outcome.paths, outcome.bounds),
-                         fields=outcome.result.layer, grid=outcome.prob_path)
+    fields = outcome.result.layer
+    keys = [int(i) for i in fields.columns["field_id"]]
+    session = EditSession(from_field_layer(fields), image.source,
+                          probabilities=outcome.prob_path)
+    return prob, replace(prob, kind="fields", item=FieldsItem(outcome.paths, outcome.bounds,
+                                                              keys=keys),
+                         fields=fields, grid=outcome.prob_path, edits=session)
 
 
 @dataclass

@@ -12,32 +12,32 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QStyle, QVBoxLayout, QWidget
 
 from farmseg import __version__
-from farmseg.fields.clean import CleanSettings
-from farmseg.gui.devices import batch_for, gpu_name
-from farmseg.gui.dialogs import ask, show_about, show_error
+from farmseg.gui.devices import gpu_name
+from farmseg.gui.dialogs import ask, show_about
+from farmseg.gui.edit_actions import EditActions
 from farmseg.gui.evaluation import EvaluateDialog, Scored, can_evaluate
+from farmseg.gui.field_editor import Corrections, FieldEditor
 from farmseg.gui.field_export import export_fields
+from farmseg.gui.field_files import FieldFiles
 from farmseg.gui.finetune import FineTuneDialog
-from farmseg.gui.job_control import JobController
 from farmseg.gui.layer_panel import LayerPanel
-from farmseg.gui.layers import Layer, picture_layer, result_layers
+from farmseg.gui.layers import Layer, picture_layer
 from farmseg.gui.logs import setup_logging
 from farmseg.gui.map_layers import MapLayers
 from farmseg.gui.map_view import MapView
 from farmseg.gui.menus import RecentMenu, add_menu, make_action
 from farmseg.gui.opening import Opener
-from farmseg.gui.panels import FieldInfo, RunPanel, RunSettings
+from farmseg.gui.panels import FieldInfo, RunPanel
+from farmseg.gui.review_panel import ReviewPanel
+from farmseg.gui.segmenting import Segmenter
 from farmseg.gui.settings import Prefs, restore_window, save_window
 from farmseg.gui.status import MapStatus
 from farmseg.gui.tasks import run_in_background
-from farmseg.gui.worker import JobOutcome, JobRequest, SegmentWorker
+from farmseg.gui.training_export import export_training_data
 from farmseg.models.bundle import app_root
-from farmseg.models.engine_choice import EngineRequest
-from farmseg.pipeline.segment import SegmentOptions, TileOptions
 
 LOG = logging.getLogger("farmseg.gui")
 ICON = app_root() / "resources" / "farmseg.svg"
-PROBABILITY_OPACITY = 0.35
 MATCHES_OPACITY = 0.6
 
 
@@ -54,8 +54,6 @@ class MainWindow(QMainWindow):
         self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="farmseg-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.job = JobController(self)
-        self._job_image: Layer | None = None
         self._close_when_idle = False
 
         if ICON.is_file():
@@ -70,7 +68,20 @@ class MainWindow(QMainWindow):
         self.field_info = FieldInfo()
         self.map_status = MapStatus(self.statusBar())
         self.map_layers = MapLayers(self.view, self.layer_panel, self.field_info, self)
-        self.opener = Opener(self, self.view, self.map_layers, self.prefs, self.statusBar())
+        self.editor = FieldEditor(self.view, self.map_layers, self.statusBar(), self)
+        self.files = FieldFiles(self, self.editor, self.map_layers, self.prefs, self.statusBar(),
+                                self.open_raster)
+        self.opener = Opener(self, self.view, self.map_layers, self.prefs, self.statusBar(),
+                             lambda: self.files.confirm_unsaved("Open another image"))
+        self.runner = Segmenter(self, self.view, self.map_layers, self.run_panel, self.prefs,
+                                self.work_dir, self.files.confirm_unsaved, self.files.open_fields)
+        self.review = ReviewPanel(self.editor, self.view)
+        self.edit_actions = EditActions(self, self.view, self.map_layers, self.editor,
+                                        self.review, {
+            "open_fields": self.files.open_dialog, "save": self.files.save_current,
+            "export_training": lambda: export_training_data(
+                self, self.editor.corrections(), self.prefs, self.statusBar()),
+            "segment_folder": self.runner.segment_folder})
         self._create_docks()
         self._create_menus()
         self._connect()
@@ -123,25 +134,33 @@ class MainWindow(QMainWindow):
         docks = []
         for title, name, widget, area in (
                 ("Layers", "layersDock", self.layer_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
-                ("Segment", "segmentDock", side, Qt.DockWidgetArea.RightDockWidgetArea)):
+                ("Segment", "segmentDock", side, Qt.DockWidgetArea.RightDockWidgetArea),
+                ("Review", "reviewDock", self.review, Qt.DockWidgetArea.LeftDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(name)
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             docks.append(dock)
-        self.resizeDocks(docks, [220, 300], Qt.Orientation.Horizontal)
+        self.resizeDocks(docks, [220, 300, 220], Qt.Orientation.Horizontal)
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("mainToolBar")
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         for action in (self.actionOpen, self.actionSegment, self.actionCancel,
                        self.actionExport, self.actionZoomLayer):
             toolbar.addAction(action)
+        tools = self.addToolBar("Edit")
+        tools.setObjectName("editToolBar")
+        for action in (*self.edit_actions.tools.actions(), self.edit_actions.undo,
+                       self.edit_actions.redo):
+            tools.addAction(action)
 
     def _create_menus(self) -> None:
         bar = self.menuBar()
         add_menu(bar, "&File", [self.actionOpen, self.actionAddVector,
                                 RecentMenu(self.prefs, self.open_file, self), None,
-                                self.actionExport, None, self.actionQuit])
+                                *self.edit_actions.file, self.actionExport, None,
+                                self.actionQuit])
+        self.edit_actions.menus(bar)
         docks = [dock.toggleViewAction() for dock in self.findChildren(QDockWidget)]
         add_menu(bar, "&View", [self.actionZoomLayer, self.actionZoomIn, self.actionZoomOut,
                                 None, *docks])
@@ -157,13 +176,8 @@ class MainWindow(QMainWindow):
         self.layer_panel.currentChanged.connect(self._on_current_layer)
         self.map_layers.changed.connect(self._update_actions)
         self.map_layers.changed.connect(self._update_title)
-        self.job.started.connect(self._update_actions)
-        self.job.progress.connect(self.run_panel.show_progress)
-        self.job.logged.connect(lambda text: self.statusBar().showMessage(text, 10000))
-        self.job.finished.connect(self._on_succeeded)
-        self.job.failed.connect(self._on_failed)
-        self.job.cancelled.connect(self._on_cancelled)
-        self.job.ended.connect(self._on_job_ended)
+        self.runner.job.started.connect(self._update_actions)
+        self.runner.ended.connect(self._on_job_ended)
 
     def _on_gpu_probed(self, name: str | None) -> None:
         self.run_panel.set_gpu(name)
@@ -220,87 +234,47 @@ class MainWindow(QMainWindow):
                 self.open_file(url.toLocalFile())
         event.acceptProposedAction()
 
-    # ----------------------------------------------------------------- segmentation
+    # ----------------------------------------------------------------- segmentation, edits
 
     def segment(self) -> None:
         """Run the current model on the current image with the panel's settings."""
-        if self.job.is_running():
-            self.statusBar().showMessage(
-                "A segmentation is already running: wait for it, or cancel it (Esc).", 8000)
-            return
-        image = self.map_layers.current_image()
-        if image is None:
-            self.statusBar().showMessage("Open an image first (Ctrl+O).", 8000)
-            return
-        run = self.run_panel.settings()
-        window = None
-        if run.view_extent:
-            window = image.raster.visible_window(self.view.visible_rect())
-            if window is None:
-                show_error(self, "The view shows none of the image: zoom to it, or choose "
-                                 "'Whole image'.")
-                return
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_dir))
-        options = self._segment_options(image, run, job_dir)
-        self._job_image = image
-        self.run_panel.show_starting(f"Segmenting {image.name}…")
-        LOG.info("segment %s with %s", image.source, run)
-        self.job.start(SegmentWorker(JobRequest(options, window, job_dir, self.view.y_sign)))
-        save_window(self.prefs, self, self.run_panel)
-
-    def _segment_options(self, image: Layer, run: RunSettings, job_dir: Path) -> SegmentOptions:
-        """What the core's segment_job runs with: the panel's settings on `image`, every
-        file inside `job_dir`."""
-        device = self.run_panel.run_device()
-        return SegmentOptions(
-            input=image.source, model=run.model, engine=EngineRequest(device=device),
-            tiles=TileOptions(run.tile, run.overlap, batch_for(device)),
-            clean=CleanSettings(min_area_ha=run.min_area_ha),
-            prob_out=job_dir / "probabilities.tif", work_dir=job_dir)
+        self.runner.segment()
 
     def cancel(self) -> None:
-        if self.job.is_running():
-            self.job.cancel()
-            self.run_panel.summary.setText("Cancelling…")
+        self.runner.cancel()
 
     def is_running(self) -> bool:
-        return self.job.is_running()
-
-    def _on_succeeded(self, outcome: JobOutcome) -> None:
-        image = self._job_image
-        assert image is not None
-        for old in [layer for layer in self.layers()
-                    if layer.kind != "image" and layer.source == image.source]:
-            self.remove_layer(old)
-        prob, fields = result_layers(outcome, image)
-        self.map_layers.add(prob, PROBABILITY_OPACITY)
-        self.map_layers.add(fields)
-        layer = outcome.result.layer
-        summary = (f"{len(layer)} fields, {layer.total_area_ha:,.1f} ha, "
-                   f"{outcome.seconds:.1f} s ({outcome.result.engine})")
-        self.run_panel.summary.setText(summary)
-        self.statusBar().showMessage(f"{image.name}: {summary}", 15000)
-        LOG.info("segmented %s: %s", image.source, summary)
-
-    def _on_failed(self, reason: str, details: str) -> None:
-        self.run_panel.summary.setText("Segmentation failed.")
-        show_error(self, f"Segmentation failed: {reason}", details)
-
-    def _on_cancelled(self) -> None:
-        self.run_panel.summary.setText("Cancelled.")
-        self.statusBar().showMessage("Segmentation cancelled.", 8000)
+        return self.runner.job.is_running()
 
     def _on_job_ended(self) -> None:
-        self._job_image = None
-        self.run_panel.reset_progress()
         self._update_actions()
         self.jobEnded.emit()
         if self._close_when_idle:
             self.close()
 
+    def select_fields(self, ids: list[int]) -> None:
+        """Select fields of the current field layer by field_id."""
+        self.editor.select(ids)
+
+    def field_ids(self) -> list[int]:
+        """The field_ids of the current field layer."""
+        return self.editor.field_ids()
+
+    def open_fields(self, path: str | Path) -> None:
+        """Add saved fields as an editable layer of the current image (in the background)."""
+        self.files.open_fields(Path(path))
+
+    def corrections(self) -> Corrections | None:
+        """The current field layer, its reviewed areas and its image (for fine-tuning)."""
+        return self.editor.corrections()
+
+    def offer_recovery(self) -> None:
+        """After a crash: offer to restore the unsaved edits it left."""
+        self.files.offer_recovery()
+
     def _update_actions(self) -> None:
         kinds = {layer.kind for layer in self.layers()}
-        running = self.job.is_running()
+        running = self.is_running()
         self.actionSegment.setEnabled(not running and "image" in kinds)
         self.actionCancel.setEnabled(running)
         self.actionExport.setEnabled("fields" in kinds)
@@ -361,13 +335,17 @@ class MainWindow(QMainWindow):
         self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.job.is_running():
+        if self.is_running():
             if self._close_when_idle or ask(self, "Quit farmseg",
                                             "A segmentation is running. Cancel it and quit?"):
                 self._close_when_idle = True
-                self.job.cancel()
+                self.runner.cancel()
             event.ignore()
             return
+        if not self._close_when_idle and not self.files.confirm_unsaved("Quit farmseg"):
+            event.ignore()
+            return
+        self.files.close(keep_unsaved=self._close_when_idle)
         save_window(self.prefs, self, self.run_panel)
         for layer in self.layers():
             self.remove_layer(layer)

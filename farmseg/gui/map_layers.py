@@ -1,13 +1,13 @@
 """The layers on the map: the scene's items, the layer panel's entries and the selected
-field, kept in step."""
+fields' attributes, kept in step."""
 
 from __future__ import annotations
 
 import shutil
 
-from PySide6.QtCore import QObject, QPointF, Signal
+from PySide6.QtCore import QObject, Signal
 
-from farmseg.gui.items import FieldShape
+from farmseg.editing.layer import EditableLayer
 from farmseg.gui.layer_panel import LayerPanel
 from farmseg.gui.layers import Layer
 from farmseg.gui.map_view import MapView
@@ -15,21 +15,26 @@ from farmseg.gui.panels import FieldInfo
 
 
 class MapLayers(QObject):
-    """Adds and removes layers on `view` and `panel`; `field_info` shows the field clicked.
-    `changed` follows every addition and removal."""
+    """Adds and removes layers on `view` and `panel`; `field_info` shows selected fields.
+    `changed` follows every addition and removal, `currentChanged` the panel's choice."""
 
     changed = Signal()
+    currentChanged = Signal()
 
     def __init__(self, view: MapView, panel: LayerPanel, field_info: FieldInfo,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._view, self._panel, self._field_info = view, panel, field_info
-        view.clicked.connect(self.select_at)
         panel.removeRequested.connect(self.remove)
+        panel.currentChanged.connect(lambda _layer: self.currentChanged.emit())
 
     def all(self) -> list[Layer]:
         """Top to bottom."""
         return self._panel.layers()
+
+    def y_sign(self) -> float:
+        """The view's scene y = y_sign * map y."""
+        return self._view.y_sign
 
     def of_kind(self, kind: str) -> list[Layer]:
         return [layer for layer in self.all() if layer.kind == kind]
@@ -61,7 +66,7 @@ class MapLayers(QObject):
         self._panel.remove(layer)
         self._view.scene().removeItem(layer.item)
         if layer.kind == "fields":
-            self._field_info.show_field(None, None)
+            self._field_info.show_fields(None, [])
         if layer.job_dir is not None and all(other.job_dir != layer.job_dir
                                              for other in self.all()):
             shutil.rmtree(layer.job_dir, ignore_errors=True)
@@ -82,16 +87,10 @@ class MapLayers(QObject):
                 extent = extent.united(layer.item.sceneBoundingRect())
             self._view.set_extent(extent, min(layer.pixel_size for layer in layers))
 
-    def select_at(self, scene: QPointF) -> None:
-        """Select the field under a click and show its attributes."""
-        fields = self.of_kind("fields")
-        shape = next((item for item in self._view.scene().items(scene)
-                      if isinstance(item, FieldShape)
-                      and any(item.parentItem() is layer.item for layer in fields)), None)
-        for layer in fields:
-            mine = shape if shape is not None and shape.parentItem() is layer.item else None
-            layer.outlines.select(mine)
-            if mine is not None:
-                self._field_info.show_field(layer.fields, mine.index)
-        if shape is None:
-            self._field_info.show_field(None, None)
+    def refresh(self, layer: Layer) -> None:
+        """Show the layer's title again (its field count changed)."""
+        self._panel.refresh(layer)
+
+    def show_fields(self, layer: EditableLayer, ids: list[int]) -> None:
+        """The attributes of the fields `ids` of `layer` (none: dashes)."""
+        self._field_info.show_fields(layer, ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -33,12 +34,13 @@ LOG = logging.getLogger("farmseg.gui")
 
 
 class Opener:
-    """Opens files onto `layers` of `view`; errors go to message boxes over `parent`."""
+    """Opens files onto `layers` of `view`; errors go to message boxes over `parent`.
+    `may_open()` is asked before an image opens (False: it does not)."""
 
     def __init__(self, parent: QWidget, view: MapView, layers: MapLayers, prefs: Prefs,
-                 status: QStatusBar) -> None:
+                 status: QStatusBar, may_open: Callable[[], bool] = lambda: True) -> None:
         self._parent, self._view, self._layers = parent, view, layers
-        self._prefs, self._status = prefs, status
+        self._prefs, self._status, self._may_open = prefs, status, may_open
         self._detail = DetailLoader(view)
 
     def open_dialog(self) -> None:
@@ -63,6 +65,8 @@ class Opener:
     def open_raster(self, path: str | Path) -> Layer | None:
         """Open a raster as the top layer; on failure show why and return None."""
         path = Path(path)
+        if not self._may_open():
+            return None
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             with RasterSource(path) as source:
