@@ -1,6 +1,7 @@
 """Tools > Fine-tune, driven for real (offscreen) from the main window: a 1-epoch run on tiny
 real crops, Cancel (honoured, or not and killed), bad labels from a folder, picked files or
-polygons over an open image, an existing name, and an install without torch."""
+polygons over an open image, an existing name, an install without torch, and a run on the
+corrections of the open image followed by "Re-segment the rest with the new model"."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ import pytest
 import rasterio
 import shapely
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QMessageBox
+from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton
 
+from farmseg.editing.geometry import coverage_problems
+from farmseg.editing.resegment import TEXT, replaced_ids
 from farmseg.errors import InputError
 from farmseg.geoio.vectors import reproject
 from farmseg.gui import finetune
 from farmseg.gui.finetune import FineTuneDialog
+from farmseg.gui.finetune_corrections import NOT_REVIEWED, ValidationItem
 from farmseg.gui.finetune_job import FineTuneRequest, Labels, finetune_job
 from farmseg.jobs import drain
 from farmseg.models.bundle import load_bundle, user_models_dir
-from tests.gui_support import action
+from tests.gui_support import JOB_TIMEOUT_MS, action, layers_of, segment_and_wait
 
 RUN_TIMEOUT_MS = 180_000
+SHOT = Path("/tmp/farmseg_resegment.png")
 
 
 @pytest.fixture
@@ -195,3 +200,73 @@ def test_bad_picked_files_are_named_by_their_own_path(labeled_dir, tmp_path):
     with pytest.raises(InputError) as caught:
         drain(finetune_job(request))
     assert str(caught.value).startswith(f"{own_mask}: mask classes must be 0")
+
+
+def open_dialog(window) -> FineTuneDialog:
+    action(window, "actionFineTune").trigger()
+    found = [d for d in window.findChildren(FineTuneDialog) if d.isVisible()]
+    assert found
+    return found[-1]
+
+
+def source_item(dialog: FineTuneDialog, kind: str):
+    return dialog.form.source.model().item(dialog.form.source.findData(kind))
+
+
+def edit_a_field_away_from(window, area: shapely.Geometry) -> list[int]:
+    """Add a vertex to the field farthest from `area`; the ids of the edited fields."""
+    layer = window.editor.session().layer
+    far = int(np.argmax(shapely.distance(layer.geoms, area)))
+    assert layer.geoms[far].distance(area) > 0
+    ring = shapely.get_coordinates(layer.geoms[far].exterior)
+    window.editor.insert_vertex(tuple((ring[0] + ring[1]) / 2), 1.0)
+    layer = window.editor.session().layer
+    edited = layer.ids[layer.columns["status"] == "edited"].tolist()
+    assert int(layer.ids[far]) in edited
+    return edited
+
+
+def test_fine_tune_on_my_corrections_then_resegment_the_rest(window, qtbot, sample_crop,
+                                                             tmp_path):
+    window.open_raster(sample_crop)
+    segment_and_wait(qtbot, window)
+    dialog = open_dialog(window)
+    item = source_item(dialog, "corrections")
+    assert not item.isEnabled() and item.toolTip() == NOT_REVIEWED
+    dialog.reject()
+    window.view.zoom_by(2.0)
+    action(window, "actionMarkReviewed").trigger()
+    session = window.editor.session()
+    reviewed = session.layer.reviewed
+    edited = edit_a_field_away_from(window, reviewed)
+    dialog = open_dialog(window)
+    assert source_item(dialog, "corrections").isEnabled()
+    set_up(dialog, tmp_path)
+    dialog.form.set_source("corrections")
+    start_and_wait(qtbot, dialog)
+    assert not dialog.findChildren(QMessageBox, "errorBox")
+    assert "outlined block of your reviewed area" in dialog.result_text.text()
+    assert "validation block" in dialog.result_text.text()  # the verdict line
+    fields = layers_of(window, "fields")[0]
+    outline = [i for i in fields.item.childItems() if isinstance(i, ValidationItem)]
+    assert outline and not outline[0].path().isEmpty()
+    button = dialog.findChild(QPushButton, "resegmentRestButton")
+    assert button is not None and button.isVisible() and button.isEnabled()
+    before = session.layer
+    with qtbot.waitSignal(dialog.corrections.resegmented, timeout=JOB_TIMEOUT_MS) as said:
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert said.args[0].startswith("Re-segmented:"), said.args[0]
+    after = session.layer
+    kept = np.setdiff1d(before.ids, replaced_ids(before))
+    assert set(edited) <= set(kept.tolist())
+    for fid in kept:
+        assert after.geometry(fid).equals(before.geometry(fid)), fid
+    assert set(after.columns["status"][np.isin(after.ids, edited)]) == {"edited"}
+    assert not np.isin(replaced_ids(before), after.ids).any()
+    assert after.reviewed.equals(reviewed) and coverage_problems(after) == []
+    assert session.stack.undoText() == TEXT
+    action(window, "actionZoomLayer").trigger()
+    qtbot.wait(100)
+    window.grab().save(str(SHOT))
+    session.stack.undo()
+    assert session.layer.ids.tolist() == before.ids.tolist()

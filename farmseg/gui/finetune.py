@@ -43,9 +43,12 @@ from farmseg.errors import ModelError
 from farmseg.gui.devices import gpu_name
 from farmseg.gui.dialogs import ask, show_error
 from farmseg.gui.finetune_chart import TrainingChart
+from farmseg.gui.finetune_corrections import MyCorrections
 from farmseg.gui.finetune_form import FineTuneForm
 from farmseg.gui.finetune_job import FineTuneRequest, command_line
 from farmseg.gui.job_control import JobController
+from farmseg.gui.map_layers import MapLayers
+from farmseg.gui.panels import RunPanel
 from farmseg.gui.tasks import run_in_background
 from farmseg.gui.widgets import named
 from farmseg.gui.worker import ProcessWorker
@@ -131,7 +134,7 @@ class FineTuneDialog(QDialog):
     runEnded = Signal()  # after every run, whatever its outcome
 
     def __init__(self, parent: QWidget | None = None, images: Sequence[Path] = (),
-                 base: str | None = None) -> None:
+                 base: str | None = None, corrections: MyCorrections | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("fineTuneDialog")
         self.setWindowTitle("Fine-tune a model")
@@ -144,7 +147,8 @@ class FineTuneDialog(QDialog):
         self._run: _Run | None = None
         self._close_when_idle = False
         self._can_train = torch_installed()
-        self.form = FineTuneForm(list(images), base)
+        self.form = FineTuneForm(list(images), base, corrections)
+        self.corrections = corrections
         self.chart = TrainingChart()
         self.progress = named(QProgressBar(textVisible=True), "progressBar")
         self.progress_text = named(QLabel(), "progressLabel")
@@ -198,6 +202,8 @@ class FineTuneDialog(QDialog):
         column.addWidget(self.epoch_time)
         column.addWidget(scores)
         column.addWidget(self.result_text)
+        if self.corrections is not None:
+            column.addWidget(self.corrections)
         top = QHBoxLayout()
         top.addWidget(settings)
         top.addWidget(run, 1)
@@ -318,6 +324,8 @@ class FineTuneDialog(QDialog):
         self.progress_text.setText(f"Done in {format_clock(self._active.clock.elapsed())}.")
         path = result["bundle"]
         verdict = f"{html.escape(result['verdict'])}.<br>" if result.get("verdict") else ""
+        if self.corrections is not None and self._active.request.labels.kind == "corrections":
+            verdict += f"{self.corrections.offer(path, result.get('finetune'))}<br>"
         self.result_text.setText(f"{verdict}Saved as <b>{html.escape(Path(path).name)}</b> in "
                                  f"{html.escape(path)}; it is now the model in the main window.")
         LOG.info("fine-tuned model written to %s", path)
@@ -412,3 +420,19 @@ class FineTuneDialog(QDialog):
         if self.job.is_running():
             self.job.cancel()
             self.job.wait(int((CANCEL_GRACE_S + 5) * 1000))
+
+
+def open_fine_tune(window: QWidget, layers: MapLayers, panel: RunPanel,
+                   corrections: MyCorrections) -> FineTuneDialog:
+    """Open the fine-tune dialog over `window`: labels may be drawn over an open image
+    (current first) or be the current corrections; a model it saves joins the model list
+    (and, when complete, becomes current)."""
+    current = layers.current_image()
+    images = [layer.source for layer in layers.of_kind("image")]
+    images.sort(key=lambda source: current is None or source != current.source)
+    dialog = FineTuneDialog(window, images, panel.settings().model, corrections)
+    dialog.modelSaved.connect(
+        lambda path, complete: panel.reload_models(path if complete else None))
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
+    return dialog

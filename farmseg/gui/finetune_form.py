@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QListWidget,
     QPushButton,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from farmseg.errors import ModelError
 from farmseg.fields.export import VECTOR_FILTER
+from farmseg.gui.finetune_corrections import EXPLAIN, MyCorrections
 from farmseg.gui.finetune_job import Labels
 from farmseg.gui.widgets import named
 from farmseg.models.bundle import (
@@ -39,7 +41,8 @@ from farmseg.models.bundle import (
 
 SOURCES = (("folder", "Training folder (images/ + masks/ or fields/)"),
            ("files", "Image files with their masks or polygons"),
-           ("polygons", "Polygon file over an open image"))
+           ("polygons", "Polygon file over an open image"),
+           ("corrections", "My corrections on the open image"))
 LABEL_FILTER = ("Images, masks and polygons (*.tif *.tiff *.geojson *.json *.gpkg *.shp);;"
                 "All files (*)")
 NAME_RE = r"[\w][\w .-]{0,79}"  # a plain folder name: no separators, not hidden
@@ -72,8 +75,10 @@ class FineTuneForm(QWidget):
     changed = Signal()
 
     def __init__(self, images: list[Path], base: str | None = None,
-                 parent: QWidget | None = None) -> None:
+                 corrections: MyCorrections | None = None, parent: QWidget | None = None
+                 ) -> None:
         super().__init__(parent)
+        self.corrections = corrections
         bundles = list_bundles()
         self.base = named(QComboBox(), "baseCombo")
         for bundle in bundles:
@@ -140,14 +145,29 @@ class FineTuneForm(QWidget):
         form.addRow("Image", self.image)
         form.addRow("Polygons", _browse_row(self.polygons, self._pick_polygons))
         self.pages["polygons"] = over
+        self.pages["corrections"] = QLabel(EXPLAIN, wordWrap=True)
         self.source.currentIndexChanged.connect(self._show_page)
         self._show_page()
         if self.image.count() == 0:  # no image open in the main window
-            model = self.source.model()
-            assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
-            item = model.item(self.source.findData("polygons"))
-            assert item is not None
-            item.setEnabled(False)
+            self._disable("polygons", "Open the image the polygons label first.")
+        self._disable("corrections", self.corrections_problem())
+
+    def _disable(self, kind: str, why: str | None) -> None:
+        """Grey out the data source `kind` with `why` as its tooltip (None: leave it)."""
+        if why is None:
+            return
+        model = self.source.model()
+        assert isinstance(model, QStandardItemModel)  # a QComboBox's own model
+        item = model.item(self.source.findData(kind))
+        assert item is not None
+        item.setEnabled(False)
+        item.setToolTip(why)
+
+    def corrections_problem(self) -> str | None:
+        """Why the open image's corrections cannot be trained on (None: they can)."""
+        if self.corrections is None:
+            return "Open an image and segment it first."
+        return self.corrections.problem()
 
     def _lay_out(self) -> None:
         form = QFormLayout(self)
@@ -218,6 +238,8 @@ class FineTuneForm(QWidget):
         if kind == "files":
             return Labels("files", [Path(self.files.item(i).text())
                                     for i in range(self.files.count())])
+        if kind == "corrections" and self.corrections is not None:
+            return self.corrections.labels()
         return Labels("polygons", [Path(self.image.currentData()),
                                    Path(self.polygons.text().strip())])
 
@@ -244,6 +266,9 @@ class FineTuneForm(QWidget):
             return "Choose the images and their masks or polygon files."
         if kind == "polygons" and not (polygons and Path(polygons).is_file()):
             return "Choose the polygon file that labels part of the open image."
+        why = self.corrections_problem() if kind == "corrections" else None
+        if why:
+            return why
         name = self.model_name()
         if not re.fullmatch(NAME_RE, name):
             return "Name the new model: letters, digits, spaces, '.', '-' or '_'."

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from farmseg.editing.layer import EditableLayer
 from farmseg.errors import FarmsegError
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import load_bundle
+from farmseg.training.corrections import write_corrections_folder
 from farmseg.training.prepare import folder_from_files, folder_from_polygons_over_image
 from farmseg.training.samples import find_labeled_pairs, load_sample
 
@@ -23,8 +25,10 @@ from farmseg.training.samples import find_labeled_pairs, load_sample
 class Labels:
     """The labelled data as the user chose it."""
 
-    kind: Literal["folder", "files", "polygons"]
+    kind: Literal["folder", "files", "polygons", "corrections"]
     paths: list[Path]  # [training folder] | picked images and labels | [image, polygon file]
+    # | [image] of the corrections
+    corrections: EditableLayer | None = None  # the corrected fields and their reviewed areas
 
     def prepare(self, work_dir: Path) -> Path:
         """A training folder (images/ + masks/ or fields/) holding these labels."""
@@ -32,6 +36,9 @@ class Labels:
             return self.paths[0]
         if self.kind == "polygons":
             return folder_from_polygons_over_image(self.paths[0], self.paths[1], work_dir)
+        if self.corrections is not None:
+            write_corrections_folder(self.paths[0], self.corrections, work_dir)
+            return work_dir
         return folder_from_files(self.paths, work_dir)
 
     def user_path(self, path: str | None, data: Path) -> str | None:
@@ -42,7 +49,7 @@ class Labels:
         inside = Path(path)
         if inside.is_symlink():
             return str(inside.resolve())
-        if self.kind == "polygons" and inside.parent.name == "images":
+        if self.kind in ("polygons", "corrections") and inside.parent.name == "images":
             return str(self.paths[0])
         return None if inside == data else path
 

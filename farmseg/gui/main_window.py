@@ -19,7 +19,8 @@ from farmseg.gui.evaluation import EvaluateDialog, Scored, can_evaluate
 from farmseg.gui.field_editor import Corrections, FieldEditor
 from farmseg.gui.field_export import export_fields
 from farmseg.gui.field_files import FieldFiles
-from farmseg.gui.finetune import FineTuneDialog
+from farmseg.gui.finetune import open_fine_tune
+from farmseg.gui.finetune_corrections import MyCorrections
 from farmseg.gui.layer_panel import LayerPanel
 from farmseg.gui.layers import Layer, picture_layer
 from farmseg.gui.logs import setup_logging
@@ -290,16 +291,9 @@ class MainWindow(QMainWindow):
             export_fields(self, layer, self.prefs, self.statusBar())
 
     def fine_tune(self) -> None:
-        """Open the fine-tune dialog: labels may be drawn over an open image (current first);
-        a model it saves joins the model list (and, when complete, becomes current)."""
-        current = self.map_layers.current_image()
-        images = [layer.source for layer in self.map_layers.of_kind("image")]
-        images.sort(key=lambda source: current is None or source != current.source)
-        dialog = FineTuneDialog(self, images, self.run_panel.settings().model)
-        dialog.modelSaved.connect(
-            lambda path, complete: self.run_panel.reload_models(path if complete else None))
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
+        """Open the fine-tune dialog (on the open images, or the current corrections)."""
+        open_fine_tune(self, self.map_layers, self.run_panel,
+                       MyCorrections(self.editor, self.runner, self.view.y_sign))
 
     def evaluate(self) -> None:
         """Open the dialog that scores a field layer against a reference vector layer."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from farmseg.fields.clean import CleanSettings
 from farmseg.gui.devices import batch_for
 from farmseg.gui.dialogs import save_target, show_error
 from farmseg.gui.job_control import JobController
-from farmseg.gui.job_process import BatchTask
+from farmseg.gui.job_process import BatchTask, PixelWindow
 from farmseg.gui.layers import Layer, result_layers
 from farmseg.gui.map_layers import MapLayers
 from farmseg.gui.map_view import MapView
@@ -84,13 +85,33 @@ class Segmenter(QObject):
                 return
         if not self._confirm("Segment again"):
             return
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self._work_dir))
-        options = self.options(image.source, job_dir / "probabilities.tif", job_dir)
-        self._image, self._on_result = image, self._show_segmented
-        self._panel.show_starting(f"Segmenting {image.name}…")
-        LOG.info("segment %s with %s", image.source, run)
-        self.job.start(SegmentWorker(JobRequest(options, window, job_dir, self._view.y_sign)))
+        self._image = image
+        self._start(image.source, window, None, self._show_segmented)
         save_window(self._prefs, self._window, self._panel)
+
+    def segment_with(self, source: Path, model: str, done: Callable[[JobOutcome], None]
+                     ) -> bool:
+        """Run `model` on the whole image `source` (the panel's other settings); `done` gets
+        the outcome, `ended` follows. False when another run is going on."""
+        if self._refused():
+            return False
+
+        def finished(outcome: JobOutcome) -> None:
+            self._report(source.name, outcome)
+            done(outcome)
+
+        self._start(source, None, model, finished)
+        return True
+
+    def _start(self, source: Path, window: PixelWindow | None, model: str | None,
+               on_result: Callable[[JobOutcome], None]) -> None:
+        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self._work_dir))
+        options = self.options(source, job_dir / "probabilities.tif", job_dir)
+        options = replace(options, model=model) if model else options
+        self._on_result = on_result
+        self._panel.show_starting(f"Segmenting {source.name}…")
+        LOG.info("segment %s with %s (model %s)", source, self._panel.settings(), options.model)
+        self.job.start(SegmentWorker(JobRequest(options, window, job_dir, self._view.y_sign)))
 
     def options(self, source: Path, prob_out: Path | None, work_dir: Path | None,
                 output: Path | None = None) -> SegmentOptions:
@@ -138,12 +159,16 @@ class Segmenter(QObject):
         prob, fields = result_layers(outcome, image)
         self._layers.add(prob, PROBABILITY_OPACITY)
         self._layers.add(fields)
+        self._report(image.name, outcome)
+
+    def _report(self, name: str, outcome: JobOutcome) -> None:
+        """Say what a run found, in the run panel and the status bar."""
         layer = outcome.result.layer
         summary = (f"{len(layer)} fields, {layer.total_area_ha:,.1f} ha, "
                    f"{outcome.seconds:.1f} s ({outcome.result.engine})")
         self._panel.summary.setText(summary)
-        self._status().showMessage(f"{image.name}: {summary}", 15000)
-        LOG.info("segmented %s: %s", image.source, summary)
+        self._status().showMessage(f"{name}: {summary}", 15000)
+        LOG.info("segmented %s: %s", name, summary)
 
     def _on_failed(self, reason: str, details: str) -> None:
         self._panel.summary.setText("Segmentation failed.")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.transform import array_bounds
 
 from farmseg.scoring.evaluate import Score, score_instances
 from farmseg.scoring.uncertainty import PairedF1, paired_f1
@@ -42,6 +43,7 @@ class Verdict:
     keep_finetuned: bool = False  # the fine-tuned weights asked for whatever the verdict
     base_score: Score = field(default_factory=Score)
     candidate_score: Score = field(default_factory=Score)
+    blocks: tuple[tuple[float, float, float, float], ...] = ()  # W, S, E, N in the images' CRS
 
     @property
     def is_better(self) -> bool:
@@ -71,7 +73,8 @@ class Verdict:
         """The bundle's `finetune` record."""
         p = self.paired
         return {
-            "validation": {"fields": p.reference_fields, "pixels": self.pixels},
+            "validation": {"fields": p.reference_fields, "pixels": self.pixels,
+                           "blocks": [[round(v, 6) for v in b] for b in self.blocks]},
             "before": {"field_f1": round(p.base, 4),
                        "interval": [round(v, 4) for v in p.base_interval]},
             "after": {"field_f1": round(p.candidate, 4),
@@ -148,4 +151,5 @@ def judge(base_probs: list[np.ndarray], candidate_probs: list[np.ndarray],
     paired = paired_f1(_pooled(base_fields), _pooled(cand_fields), reference, valid,
                        confidence=CONFIDENCE)
     return Verdict(paired, int(valid.sum()), thresholds, untuned, keep_finetuned,
-                   score_fields(base_fields, samples), score_fields(cand_fields, samples))
+                   score_fields(base_fields, samples), score_fields(cand_fields, samples),
+                   tuple(array_bounds(*s.shape, s.transform) for s in samples))
