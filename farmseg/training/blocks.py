@@ -4,7 +4,10 @@ training pixels (no torch here).
 Tiles that touch (same CRS, north-up grids whose bounds meet) form one labelled area. The
 last `fraction` of each area along its longer side (east for a wide area, south for a tall
 one) is validation and the rest trains: one block per area, so every place the user
-labelled is validated, instead of one or two whole tiles from somewhere.
+labelled is validated, instead of one or two whole tiles from somewhere. A sample of
+corrections is already cut to its reviewed areas' extent (samples.load_sample) and its
+pixels outside them are not valid: they are never scored, and a tile whose block would
+hold fewer than `MIN_BLOCK_PIXELS` valid pixels trains whole.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from farmseg.training.samples import Sample, sub_sample
 
 Bounds = tuple[float, float, float, float]  # west, south, east, north
 PIXEL_SPACE = Affine(1, 0, 0, 0, -1, 0)  # cuts a sample on a grid that is not north-up
+MIN_BLOCK_PIXELS = 16 * 16  # fewer valid pixels in a tile's block: the tile trains whole
 
 
 def _bounds(sample: Sample) -> Bounds | None:
@@ -89,8 +93,11 @@ def split_blocks(samples: list[Sample], fraction: float) -> tuple[list[Sample], 
         for i in members:
             sample = samples[i]
             grid = sample.transform if _bounds(sample) else PIXEL_SPACE
-            for target, window, tag in zip((train, val), _cut(sample.shape, grid, area,
-                                                              fraction), ("train", "val")):
+            windows = _cut(sample.shape, grid, area, fraction)
+            if np.count_nonzero(sample.valid[windows[1]]) < MIN_BLOCK_PIXELS:
+                train.append(sub_sample(sample, np.s_[:, :], "train"))
+                continue
+            for target, window, tag in zip((train, val), windows, ("train", "val")):
                 if sample.mask[window].size:
                     target.append(sub_sample(sample, window, tag))
     return train, val

@@ -7,18 +7,29 @@ Folder convention: `images/NAME.tif`, `fields/NAME.(gpkg|geojson|shp)` and, opti
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import rasterio
+import shapely
+from pyproj import CRS as ProjCRS
 from rasterio import features
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.transform import Affine
+from rasterio.windows import Window, from_bounds
 
-from farmseg.editing.store import REVIEWED_LAYER, layer_names, read_layer
+from farmseg.editing.layer import EditableLayer
+from farmseg.editing.store import REVIEWED_LAYER, layer_names, read_layer, save_layer
+from farmseg.errors import UsageError
+from farmseg.geoio.atomic import atomic_file
 from farmseg.geoio.vectors import reproject
 from farmseg.training.labels import boundary_from_instances
 
 REVIEWED_SUFFIXES = (".gpkg", ".geojson", ".shp")
+EPSILON = 1e-6  # px: bounds that miss a pixel edge by rounding noise meet it
 
 
 def find_reviewed(data_dir: Path, stem: str) -> tuple[Path, str | None] | None:
@@ -63,3 +74,72 @@ def load_correction_labels(fields_path: Path, reviewed: tuple[Path, str | None],
     areas, _, areas_crs = read_layer(*reviewed)
     return correction_labels(reproject(fields, fields_crs, target),
                              reproject(areas, areas_crs, target), shape, transform)
+
+
+def _grown(start: int, stop: int, size: int, limit: int) -> slice:
+    """[start, stop) widened evenly to at least `size` pixels (at most `limit`), kept
+    within 0..limit."""
+    length = max(stop - start, min(size, limit))
+    start = min(max(0, start - (length - (stop - start)) // 2), limit - length)
+    return slice(start, start + length)
+
+
+def reviewed_window(valid: np.ndarray, min_size: int) -> tuple[slice, slice]:
+    """(rows, cols) of the extent of the `valid` pixels, at least `min_size` a side where
+    the image allows: the part of an image that a reviewed sample keeps."""
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    h, w = valid.shape
+    return (_grown(int(rows[0]), int(rows[-1]) + 1, min_size, h),
+            _grown(int(cols[0]), int(cols[-1]) + 1, min_size, w))
+
+
+def crop_image(image: Path, bounds: tuple[float, float, float, float], target: Path,
+               min_size: int) -> Path:
+    """The whole pixels of `image` over `bounds` (its CRS; at least `min_size` a side where
+    the image allows) written to the GeoTIFF `target`, nodata and band descriptions kept."""
+    with rasterio.open(image) as src:
+        window = from_bounds(*bounds, transform=src.transform)
+        rows = _grown(max(0, math.floor(window.row_off + EPSILON)),
+                      min(src.height, math.ceil(window.row_off + window.height - EPSILON)),
+                      min_size, src.height)
+        cols = _grown(max(0, math.floor(window.col_off + EPSILON)),
+                      min(src.width, math.ceil(window.col_off + window.width - EPSILON)),
+                      min_size, src.width)
+        window = Window.from_slices(rows, cols)
+        profile = src.profile
+        profile.update(driver="GTiff", width=window.width, height=window.height,
+                       transform=src.window_transform(window), compress="deflate", tiled=False)
+        for key in ("blockxsize", "blockysize"):
+            profile.pop(key, None)
+        with atomic_file(target) as tmp, rasterio.open(tmp, "w", **profile) as out:
+            out.write(src.read(window=window))
+            out.descriptions = src.descriptions
+            if src.mask_flag_enums[0] == [MaskFlags.per_dataset]:  # an internal mask
+                out.write_mask(src.dataset_mask(window=window))
+    return target
+
+
+def write_corrections_folder(image: Path, layer: EditableLayer, folder: Path,
+                             name: str | None = None, min_size: int = 32) -> Path:
+    """Corrections as training data: `images/NAME.tif` (the image cropped to the reviewed
+    areas' extent) and `fields/NAME.gpkg` (layer `fields`: the fields that touch the
+    reviewed areas; layer `reviewed`), in the image's CRS, in `folder` (NAME: the image's
+    stem). Returns the image written."""
+    if layer.reviewed.is_empty:
+        raise UsageError(None, "nothing is marked as reviewed yet: mark the areas you checked "
+                         "before exporting them as training data")
+    name = name or Path(image).stem
+    with rasterio.open(image) as src:
+        crs = src.crs.to_wkt() if src.crs else None
+    source = layer.crs.to_wkt() if layer.crs is not None else None
+    areas = reproject(np.asarray([layer.reviewed]), source, crs)[0]
+    near = layer.rows(layer.ids[np.sort(layer.tree.query(layer.reviewed,
+                                                         predicate="intersects"))])
+    exported = replace(near, geoms=reproject(near.geoms, source, crs), reviewed=areas,
+                       crs=ProjCRS.from_user_input(crs) if crs else near.crs)
+    for sub in ("images", "fields"):
+        (Path(folder) / sub).mkdir(parents=True, exist_ok=True)
+    picture = crop_image(Path(image), tuple(shapely.bounds(areas).tolist()),
+                         Path(folder) / "images" / f"{name}.tif", min_size)
+    save_layer(exported, Path(folder) / "fields" / f"{name}.gpkg")
+    return picture

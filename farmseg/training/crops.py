@@ -62,7 +62,8 @@ class CropSampler:
         self.scaling = scaling
         self.rng = np.random.default_rng(seed)
         self.max_zoom = 1.0 + scale_jitter
-        sizes = np.array([s.shape[0] * s.shape[1] for s in samples], dtype=np.float64)
+        # by labelled pixels: corrections label only their reviewed areas
+        sizes = np.array([max(1, np.count_nonzero(s.valid)) for s in samples], dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
     def resampled_crop(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:

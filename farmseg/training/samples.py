@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from rasterio.windows import Window
 
 from farmseg.errors import InputError
 from farmseg.geoio.raster import RasterSource, close_pixel_sizes, resize_bands
+from farmseg.training.corrections import find_reviewed, load_correction_labels, reviewed_window
 from farmseg.training.labels import (
     boundary_from_instances,
     instances_from_polygons,
@@ -111,10 +112,18 @@ def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = No
     if min(shape) < MIN_CROP:
         raise InputError(image_path, f"is {shape[1]} x {shape[0]} px, smaller than the "
                          f"{MIN_CROP} px minimum crop")
+    reviewed = (None if label_path.suffix.lower() in RASTER_SUFFIXES
+                else find_reviewed(label_path.parent.parent, label_path.stem))
     if label_path.suffix.lower() in RASTER_SUFFIXES:
         mask = _read_mask(label_path, shape, transform, crs)
         instances = _read_instances(label_path.parent.parent / "instances" / label_path.name,
                                     shape, transform, crs)
+    elif reviewed is not None:  # corrections: labelled only inside the reviewed areas
+        mask, inside, instances = load_correction_labels(label_path, reviewed, shape,
+                                                         transform, crs)
+        if not (valid & inside).any():
+            raise InputError(reviewed[0], f"reviewed areas cover no pixel of {image_path.name}")
+        valid &= inside
     else:
         instances = instances_from_polygons(label_path, shape, transform, crs)
         mask = boundary_from_instances(instances)
@@ -122,8 +131,12 @@ def load_sample(image_path: Path, label_path: Path, bands: list[int] | None = No
         raise InputError(label_path, "labels no field pixel (empty mask)")
     if not valid.any():
         raise InputError(image_path, "holds only nodata")
-    return Sample(image_path.stem, image, mask, valid, dtype, pixel,
-                  [str(image_path), str(label_path)], transform, crs, instances)
+    sample = Sample(image_path.stem, image, mask, valid, dtype, pixel,
+                    [str(image_path), str(label_path)], transform, crs, instances)
+    if reviewed is None:
+        return sample
+    # a reviewed sample keeps the reviewed areas' extent: crops and blocks come from there
+    return replace(sub_sample(sample, reviewed_window(valid, MIN_CROP), ""), name=sample.name)
 
 
 def _read_instances(path: Path, shape, transform, crs) -> np.ndarray | None:
