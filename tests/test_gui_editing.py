@@ -489,14 +489,14 @@ def test_export_corrections_as_training_data(segmented, tmp_path, qtbot, monkeyp
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     action(win, "actionExportTrainingData").trigger()
     picture = folder / "images" / "crop.tif"
-    qtbot.waitUntil(lambda: (folder / "reviewed" / "crop.gpkg").exists(), timeout=30_000)
+    qtbot.waitUntil(lambda: (folder / "fields" / "crop.gpkg").exists(), timeout=30_000)
     from farmseg.training.corrections import find_reviewed, load_correction_labels
 
     with rasterio.open(picture) as src:
         assert src.width < 384 and src.height < 384
         shape, transform, crs = (src.height, src.width), src.transform, src.crs
     reviewed = find_reviewed(folder, "crop")
-    assert reviewed == (folder / "reviewed" / "crop.gpkg", None)
+    assert reviewed == (folder / "fields" / "crop.gpkg", "reviewed")
     mask, valid, _ = load_correction_labels(folder / "fields" / "crop.gpkg", reviewed, shape,
                                             transform, crs)
     assert valid.mean() > 0.9 and (mask == 1).any()
