@@ -15,12 +15,7 @@ base. Passes when that result gains >= 0.05 field F1 and the fine-tune takes < 1
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +27,16 @@ from rasterio.transform import Affine, from_origin
 from farmseg.editing.layer import EditableLayer, from_field_layer
 from farmseg.editing.store import load_layer, save_layer
 from farmseg.fields.clean import FieldLayer
-from farmseg.jobs import drain, run_job
-from farmseg.models.bundle import load_bundle
+from farmseg.jobs import drain
 from farmseg.pipeline.segment import SegmentOptions, segment_job
-from farmseg.tools.finetune_check import EastScore, _mosaic, _recolour, _write, east_score
+from farmseg.tools.finetune_check import (
+    CheckRun,
+    check_arguments,
+    mosaic,
+    recolour,
+    run_check,
+    write_raster,
+)
 
 NAME = "region"
 MIN_GAIN, MAX_MINUTES = 0.05, 15.0
@@ -66,10 +67,10 @@ def build_corrections(data_dir: Path, names: list[str], work: Path, pixel: int, 
                       ) -> dict[str, Path]:
     """The region at `pixel` m in `work`: train/ (the whole image, the corrected fields and
     the reviewed west half), east.tif and its reference instances east_instances.tif."""
-    image, instances = _mosaic(data_dir, names, pixel)
-    image = _recolour(image)
+    image, instances = mosaic(data_dir, names, pixel)
+    image = recolour(image)
     transform = from_origin(500000, 4500000, pixel, pixel)
-    whole = _write(work / "train" / "images" / f"{NAME}.tif", image, transform, "uint16")
+    whole = write_raster(work / "train" / "images" / f"{NAME}.tif", image, transform, "uint16")
     predicted = work / "base_fields.gpkg"
     drain(segment_job(SegmentOptions(input=whole, output=predicted, model=base,
                                      overwrite=True, work_dir=work)))
@@ -82,67 +83,29 @@ def build_corrections(data_dir: Path, names: list[str], work: Path, pixel: int, 
     save_layer(corrected, work / "train" / "fields" / f"{NAME}.gpkg")
     east = transform * Affine.translation(w // 2, 0)
     return {"train": work / "train",
-            "east": _write(work / "east.tif", image[:, :, w // 2:], east, "uint16"),
-            "east_ref": _write(work / "east_instances.tif", instances[None, :, w // 2:], east,
+            "east": write_raster(work / "east.tif", image[:, :, w // 2:], east, "uint16"),
+            "east_ref": write_raster(work / "east_instances.tif", instances[None, :, w // 2:], east,
                                "int32")}
 
 
-def _row(label: str, east: EastScore) -> str:
-    s = east.score
-    return f"| {label} | {s.reference} | {s.predicted} | {s.f1:.3f} | {s.pixel_iou:.3f} |"
-
-
-def report(before: EastScore, after: EastScore, record: dict, minutes: float,
-           cpu_minutes: float) -> bool:
-    """Print the table; True when the result a user gets gains enough, in time (wall
-    clock; the CPU time tells what it needs where other jobs share the cores)."""
-    kept = "fine-tuned" if record["verdict"] == "better" else "base"
-    result = after if kept == "fine-tuned" else before
-    gain = result.score.f1 - before.score.f1
-    print(f"fine-tune: {minutes:.1f} min ({cpu_minutes:.1f} CPU min); trainer's validation "
-          f"(block of the reviewed half): {record['summary']}; verdict: {record['verdict']}")
-    print("| east half | reference fields | predicted | field F1 | pixel IoU |\n"
-          "|---|---|---|---|---|")
-    print(_row("before (base)", before))
-    print(_row("fine-tuned weights (--keep-finetuned)", after))
-    print(_row(f"result without --keep-finetuned (the {kept} model)", result))
-    print(f"F1 gain: fine-tuned {after.score.f1 - before.score.f1:+.3f}, result {gain:+.3f} "
-          f"(needs >= {MIN_GAIN:+.2f}); fine-tune {minutes:.1f} min (needs < {MAX_MINUTES:.0f})")
-    return gain >= MIN_GAIN and minutes < MAX_MINUTES
+def passes(run: CheckRun) -> bool:
+    """The result a user gets gains enough, in time (wall clock; the CPU time printed beside
+    it tells what it needs where other jobs share the cores)."""
+    gain = run.result.score.f1 - run.before.score.f1
+    print(f"needs a result gain >= {MIN_GAIN:+.2f} ({gain:+.3f}) and a fine-tune under "
+          f"{MAX_MINUTES:.0f} min ({run.minutes:.1f})")
+    return gain >= MIN_GAIN and run.minutes < MAX_MINUTES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/agoro-naip/train")
-    parser.add_argument("--base", default="default")
-    parser.add_argument("--pixel", type=int, default=10, help="metres per pixel")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--tile", type=int, default=128)
-    parser.add_argument("--keep", type=Path, help="build the region and the fine-tuned model "
-                        "in this folder and keep them (default: a temporary folder)")
-    args = parser.parse_args(argv)
-    from farmseg.training.trainer import TrainConfig, train_job
-
-    names = [n.split("[")[0] for n in
-             load_bundle(args.base, args.pixel).meta["training"]["validation"]][:4]
-    folder = (nullcontext(str(args.keep)) if args.keep
-              else tempfile.TemporaryDirectory(prefix="farmseg-corrections-"))
-    with folder as tmp:
-        work = Path(tmp)
-        paths = build_corrections(Path(args.data), names, work, args.pixel, args.base)
-        before = east_score(args.base, paths)
-        start, cpu = time.monotonic(), time.process_time()
-        run_job(train_job(TrainConfig(data=str(paths["train"]), out=str(work / "tuned"),
-                                      base=args.base, epochs=args.epochs, tile=args.tile,
-                                      keep_finetuned=True, command=" ".join(sys.argv))))
-        minutes = (time.monotonic() - start) / 60
-        cpu_minutes = (time.process_time() - cpu) / 60
-        record = json.loads((work / "tuned" / "farmseg.json").read_text())["finetune"]
-        after = east_score(str(work / "tuned"), paths)
-    print(f"region: 2 x 2 held-out NAIP images ({', '.join(names)}), {args.pixel} m, uint16, "
-          "recoloured; the base's fields in the west half replaced by the reference fields, "
-          f"the west half reviewed; --tile {args.tile} --epochs {args.epochs}")
-    return 0 if report(before, after, record, minutes, cpu_minutes) else 1
+    args = check_arguments(__doc__ or "", 10, argv)
+    run = run_check(args, lambda data, names, work: build_corrections(
+        data, names, work, args.pixel, args.base), "farmseg-corrections-")
+    print(f"region: 2 x 2 held-out NAIP images ({', '.join(run.names)}), {args.pixel} m, "
+          "uint16, recoloured; the base's fields in the west half replaced by the reference "
+          f"fields, the west half reviewed; --tile {args.tile} --epochs {args.epochs}")
+    run.report()
+    return 0 if passes(run) else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from farmseg.training.labels import boundary_from_instances
 COLOUR = (np.array([41.0, 37.0, 55.0]), np.array([350.0, 520.0, 180.0]), 0.85)
 
 
-def _mosaic(data_dir: Path, names: list[str], factor: int) -> tuple[np.ndarray, np.ndarray]:
+def mosaic(data_dir: Path, names: list[str], factor: int) -> tuple[np.ndarray, np.ndarray]:
     """2 x 2 mosaic of images and instance rasters, downsampled by `factor`."""
     rows = []
     offset = 0
@@ -56,13 +57,13 @@ def _mosaic(data_dir: Path, names: list[str], factor: int) -> tuple[np.ndarray, 
             np.concatenate([r[1] for r in rows], axis=0))
 
 
-def _recolour(image: np.ndarray) -> np.ndarray:
+def recolour(image: np.ndarray) -> np.ndarray:
     gain, offset, gamma = COLOUR
     scaled = 255.0 * (image / 255.0) ** gamma
     return (scaled * gain[:, None, None] + offset[:, None, None]).astype(np.uint16)
 
 
-def _write(path: Path, data: np.ndarray, transform, dtype: str) -> Path:
+def write_raster(path: Path, data: np.ndarray, transform, dtype: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2],
                        count=data.shape[0], dtype=dtype, crs="EPSG:32615",
@@ -74,8 +75,8 @@ def _write(path: Path, data: np.ndarray, transform, dtype: str) -> Path:
 def build_region(data_dir: Path, names: list[str], work: Path, pixel: int) -> dict[str, Path]:
     """The region at `pixel` m in `work`: train/ (west half as two labelled tiles), east.tif
     and its reference instances east_instances.tif."""
-    image, instances = _mosaic(data_dir, names, pixel)
-    image = _recolour(image)
+    image, instances = mosaic(data_dir, names, pixel)
+    image = recolour(image)
     h, w = instances.shape
     west = w // 2
     origin = from_origin(500000, 4500000, pixel, pixel)
@@ -83,13 +84,13 @@ def build_region(data_dir: Path, names: list[str], work: Path, pixel: int) -> di
     for index, (r0, r1) in enumerate(((0, h // 2), (h // 2, h))):
         transform = origin * rasterio.Affine.translation(0, r0)
         tile = f"west_{index}"
-        _write(work / "train" / "images" / f"{tile}.tif", image[:, r0:r1, :west], transform,
+        write_raster(work / "train" / "images" / f"{tile}.tif", image[:, r0:r1, :west], transform,
                "uint16")
         mask = boundary_from_instances(instances[r0:r1, :west], radius=1)
-        _write(work / "train" / "masks" / f"{tile}.tif", mask[None], transform, "uint8")
+        write_raster(work / "train" / "masks" / f"{tile}.tif", mask[None], transform, "uint8")
     east_transform = origin * rasterio.Affine.translation(west, 0)
-    paths["east"] = _write(work / "east.tif", image[:, :, west:], east_transform, "uint16")
-    paths["east_ref"] = _write(work / "east_instances.tif", instances[None, :, west:],
+    paths["east"] = write_raster(work / "east.tif", image[:, :, west:], east_transform, "uint16")
+    paths["east_ref"] = write_raster(work / "east_instances.tif", instances[None, :, west:],
                                east_transform, "int32")
     paths["train"] = work / "train"
     return paths
@@ -113,53 +114,94 @@ def east_score(model: str, paths: dict[str, Path]) -> EastScore:
 
 
 def _row(label: str, east: EastScore) -> str:
-    return (f"| {label} | {east.score.f1:.3f} | {east.score.pixel_iou:.3f} | "
+    s = east.score
+    return (f"| {label} | {s.reference} | {s.predicted} | {s.f1:.3f} | {s.pixel_iou:.3f} | "
             f"{east.seconds_per_km2:.1f} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def check_arguments(doc: str, pixel: int, argv: list[str] | None) -> argparse.Namespace:
+    """The options the fine-tune checks share (`pixel`: the region's default pixel size)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/agoro-naip/train")
     parser.add_argument("--base", default="default")
-    parser.add_argument("--pixel", type=int, default=5, help="metres per pixel")
+    parser.add_argument("--pixel", type=int, default=pixel, help="metres per pixel")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--keep", type=Path, help="build the region and the fine-tuned model "
                         "in this folder and keep them (default: a temporary folder)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """A fine-tune check: the east half before and after, the trainer's record, the time."""
+
+    names: list[str]
+    before: EastScore
+    after: EastScore  # the fine-tuned weights, whatever the verdict
+    record: dict
+    minutes: float
+    cpu_minutes: float
+
+    @property
+    def kept(self) -> str:
+        return "fine-tuned" if self.record["verdict"] == "better" else "base"
+
+    @property
+    def result(self) -> EastScore:
+        """What `farmseg train` gives a user without --keep-finetuned."""
+        return self.after if self.kept == "fine-tuned" else self.before
+
+    def report(self) -> None:
+        """The trainer's verdict and the east half's table."""
+        print(f"fine-tune: {self.minutes:.1f} min ({self.cpu_minutes:.1f} CPU min); trainer's "
+              f"validation: {self.record['summary']}; verdict: {self.record['verdict']}")
+        print("| east half | reference fields | predicted | field F1 | pixel IoU | "
+              "s per km² (segment + evaluate) |\n|---|---|---|---|---|---|")
+        print(_row("before (base)", self.before))
+        print(_row("fine-tuned weights (--keep-finetuned)", self.after))
+        print(_row(f"result without --keep-finetuned (the {self.kept} model)", self.result))
+        print(f"F1 gain: fine-tuned {self.after.score.f1 - self.before.score.f1:+.3f}, "
+              f"result {self.result.score.f1 - self.before.score.f1:+.3f}")
+
+
+Region = Callable[[Path, list[str], Path], dict[str, Path]]
+
+
+def run_check(args: argparse.Namespace, build: Region, prefix: str) -> CheckRun:
+    """Build the region (`build(data, names, work)`: train/, east.tif, east_instances.tif),
+    score the east half with the base, fine-tune on train/ keeping the weights, score again."""
     from farmseg.training.trainer import TrainConfig, train_job
 
     base = load_bundle(args.base, args.pixel)
     names = [n.split("[")[0] for n in base.meta["training"]["validation"]][:4]
     folder = (nullcontext(str(args.keep)) if args.keep
-              else tempfile.TemporaryDirectory(prefix="farmseg-ftcheck-"))
+              else tempfile.TemporaryDirectory(prefix=prefix))
     with folder as tmp:
         work = Path(tmp)
-        paths = build_region(Path(args.data), names, work, args.pixel)
+        paths = build(Path(args.data), names, work)
         before = east_score(args.base, paths)
-        start = time.monotonic()
-        config = TrainConfig(data=str(paths["train"]), out=str(work / "tuned"), base=args.base,
-                             epochs=args.epochs, tile=args.tile, batch=8,
-                             precision=args.precision, keep_finetuned=True,
-                             command=" ".join(sys.argv))
-        run_job(train_job(config))
+        start, cpu = time.monotonic(), time.process_time()
+        run_job(train_job(TrainConfig(data=str(paths["train"]), out=str(work / "tuned"),
+                                      base=args.base, epochs=args.epochs, tile=args.tile,
+                                      precision=args.precision, keep_finetuned=True,
+                                      command=" ".join(sys.argv))))
         minutes = (time.monotonic() - start) / 60
+        cpu_minutes = (time.process_time() - cpu) / 60
         record = json.loads((work / "tuned" / "farmseg.json").read_text())["finetune"]
         after = east_score(str(work / "tuned"), paths)
-    kept = "fine-tuned" if record["verdict"] == "better" else "base"
-    result = after if kept == "fine-tuned" else before
-    print(f"region: 2 x 2 held-out NAIP images ({', '.join(names)}), {args.pixel} m, uint16, "
-          "recoloured; west half = 2 training tiles, east half scored (segment + evaluate)")
-    print(f"fine-tune: --tile {args.tile} --epochs {args.epochs}: {minutes:.1f} min; trainer's "
-          f"validation: {record['summary']}; verdict: {record['verdict']}")
-    print("| east half | field F1 | pixel IoU | s per km² (segment + evaluate) |\n"
-          "|---|---|---|---|")
-    print(_row("before (base)", before))
-    print(_row("fine-tuned weights (--keep-finetuned)", after))
-    print(_row(f"result without --keep-finetuned (the {kept} model)", result))
-    print(f"F1 gain: fine-tuned {after.score.f1 - before.score.f1:+.3f}, "
-          f"result {result.score.f1 - before.score.f1:+.3f}")
+    return CheckRun(names, before, after, record, minutes, cpu_minutes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = check_arguments(__doc__ or "", 5, argv)
+    run = run_check(args, lambda data, names, work: build_region(data, names, work, args.pixel),
+                    "farmseg-ftcheck-")
+    print(f"region: 2 x 2 held-out NAIP images ({', '.join(run.names)}), {args.pixel} m, "
+          "uint16, recoloured; west half = 2 training tiles, east half scored (segment + "
+          f"evaluate); --tile {args.tile} --epochs {args.epochs}")
+    run.report()
     return 0
 
 
