@@ -7,13 +7,10 @@ Validation images are predicted by the pipeline's tiled inference, as `segment` 
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-import platform
-import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +18,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from farmseg import __version__
 from farmseg.errors import InputError, UsageError
 from farmseg.jobs import Job, Progress
 from farmseg.models.bundle import (
     CLASS_NAMES,
-    META_NAME,
-    WEIGHTS_NAME,
     ModelBundle,
     load_bundle,
-    write_bundle_atomically,
-    write_meta,
 )
 from farmseg.models.engines import make_predictor
 from farmseg.models.nets import (
     build_network,
     load_imagenet_encoder,
     network_from_bundle,
-    save_weights,
     smp_arch,
     smp_encoder,
 )
 from farmseg.scoring.evaluate import Score
 from farmseg.training.blocks import split_blocks
+from farmseg.training.bundle_output import (
+    export_network,
+    training_result,
+    weights_copy,
+    write_bundle,
+)
 from farmseg.training.config import Familiarity, TrainConfig
 from farmseg.training.crops import CropSampler, RehearsalSampler, choose_scaling
 from farmseg.training.metadata import (
     Figures,
     ModelFacts,
-    bundle_meta,
-    kept_base_meta,
     model_facts,
     model_meta,
 )
-from farmseg.training.replay import copy_replay, rehearsal_samples, replay_scaling
+from farmseg.training.replay import rehearsal_samples, replay_scaling
 from farmseg.training.samples import (
     Sample,
     find_labeled_pairs,
@@ -172,11 +167,6 @@ def crop_size(config: TrainConfig, train: list[Sample]) -> int:
     if small is not None:
         raise InputError(small.files[0], f"is smaller than the {crop} px crop size")
     return crop
-
-
-def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the model's weights."""
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 # ---- run state ------------------------------------------------------------------------
@@ -495,79 +485,6 @@ def score_kept(run: TrainingRun, images: ValidationImages) -> None:
                     run.config.keep_finetuned)
     run.state.verdict = verdict
     run.state.final_score = verdict.candidate_score
-
-
-# ---- output ---------------------------------------------------------------------------
-
-def made_by() -> dict[str, str]:
-    """When and with what a bundle was made."""
-    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "farmseg": __version__, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine()}
-
-
-def export_network(run: TrainingRun) -> torch.nn.Module:
-    """A fresh network holding the kept weights (else the current ones) as the bundle stores
-    them, float16 values, so that the ONNX export computes exactly what the weights do."""
-    state = run.state.best.state or weights_copy(run.opt.model)
-    facts = run.facts
-    model = build_network(facts.arch, facts.encoder, facts.n_bands, len(CLASS_NAMES))
-    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
-                           for k, v in state.items()})
-    return model.eval()
-
-
-def write_bundle(run: TrainingRun, partial: bool) -> Path:
-    """Write the kept weights as a complete bundle (atomically) at the run's `out`; when a
-    fine-tune was not better, the base's files with this run's figures."""
-    verdict = run.state.verdict
-    if verdict is not None and verdict.kept == "base" and run.base is not None:
-        return write_base_copy(run, run.base)
-    facts = run.facts
-    if verdict is not None:
-        facts = replace(facts, postprocess=verdict.thresholds)
-    model = export_network(run)
-    meta = bundle_meta(run.config, facts, run.state.figures(bool(run.val)), partial, made_by())
-
-    def fill(folder: Path) -> None:
-        from farmseg.models.onnx_export import export_onnx
-
-        if run.base is not None and run.config.fine_tuning and copy_replay(run.base.path,
-                                                                           folder):
-            meta["replay"] = {"scaling": replay_scaling(run.base.meta)}
-        save_weights(model, folder / WEIGHTS_NAME)
-        write_meta(folder, meta)
-        export_onnx(model, folder, run.facts.n_bands)
-
-    return write_bundle_atomically(Path(run.config.out), fill)
-
-
-def write_base_copy(run: TrainingRun, base: ModelBundle) -> Path:
-    """The base model's files (weights, ONNX, replay set) under the run's name, its
-    metadata recording this run and why the base was kept."""
-    meta = kept_base_meta(run.config, run.facts, run.state.figures(bool(run.val)), made_by())
-
-    def fill(folder: Path) -> None:
-        for item in base.path.iterdir():
-            if item.is_file() and item.name != META_NAME:
-                shutil.copyfile(item, folder / item.name)
-        write_meta(folder, meta)
-
-    return write_bundle_atomically(Path(run.config.out), fill)
-
-
-def training_result(run: TrainingRun, path: Path) -> dict[str, Any]:
-    """What `train_job` returns: the bundle, validation figures (None when not measured;
-    IoUs are field pixel IoUs of the polygons) and the epoch history."""
-    final, base = run.state.final_score, run.state.base_score
-    return {"bundle": str(path),
-            "val_field_iou": final.pixel_iou if final else None,
-            "val_field_f1": final.f1 if final else None,
-            "base_val_field_iou": base.pixel_iou if base else None,
-            "base_val_field_f1": base.f1 if base else None,
-            "finetune": run.state.finetune_record(),
-            "verdict": run.state.verdict.line() if run.state.verdict else None,
-            "validation": run.facts.validation, "history": run.state.history}
 
 
 def train_job(config: TrainConfig) -> Job[dict[str, Any]]:
