@@ -36,7 +36,7 @@ def test_non_raster_file(capsys, tmp_path):
 
 def test_directory_as_input(capsys, tmp_path):
     line = _error(capsys, "segment", tmp_path, "-o", tmp_path / "o.gpkg")
-    assert "is a directory" in line
+    assert "folder holds no GeoTIFF" in line  # a folder is a batch of its *.tif scenes
 
 
 def test_existing_target_is_kept(capsys, tmp_path, sample_crop):

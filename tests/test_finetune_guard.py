@@ -1,6 +1,7 @@
 """Fine-tuning keeps what the base knew: the validation block, the verdict that keeps the base
 unless the fine-tune is better beyond the uncertainty, thresholds re-tuned and stored,
-rehearsal crops read with their own scaling, a step budget scaled to the data."""
+rehearsal crops read with their own scaling, a step budget scaled to the data, settings
+chosen from how well the base knows the data."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from farmseg.models.bundle import load_bundle
 from farmseg.models.scaling import fixed_scaling
 from farmseg.scoring.uncertainty import PairedF1
 from farmseg.training.blocks import labelled_areas, split_blocks
-from farmseg.training.config import TrainConfig
+from farmseg.training.config import Familiarity, TrainConfig
 from farmseg.training.crops import CropSampler, RehearsalSampler
 from farmseg.training.replay import load_replay_samples, padded, replay_scaling
 from farmseg.training.samples import Sample
@@ -85,7 +86,7 @@ def test_the_base_is_kept_unless_the_gain_is_beyond_the_uncertainty():
     forced = Verdict(_paired(-0.02, 0.12), 250_000, thresholds, 0.74, keep_finetuned=True)
     assert forced.kept == "fine-tuned" and "--keep-finetuned" in forced.line()
     record = unsure.section()
-    assert record["validation"] == {"fields": 40, "pixels": 250_000}
+    assert record["validation"] == {"fields": 40, "pixels": 250_000, "blocks": []}
     assert record["verdict"] == "not better" and record["kept"] == "base"
     assert record["before"]["interval"] == [0.6, 0.8] and record["thresholds"] == thresholds
 
@@ -136,14 +137,37 @@ def test_fine_tuning_steps_are_scaled_to_the_labelled_pixels():
     tuned = steps_per_epoch(pixels, 256, 8, 30, user_crops=4)
     assert tuned * 30 * 4 * 256 ** 2 <= 21 * pixels  # about 20 passes over the user's pixels
     assert steps_per_epoch(10_000, 256, 8, 30, user_crops=4) == 1
+    assert steps_per_epoch(pixels, 256, 8, 30, user_crops=4, passes=40) == 2 * tuned
 
 
 def test_fine_tuning_defaults_differ_only_with_a_base():
     scratch = TrainConfig(data="d", out="o").resolved()
     tuned = TrainConfig(data="d", out="o", base="default").resolved()
     assert (scratch.lr, scratch.val_fraction) == (1e-3, 0.2)
-    assert (tuned.lr, tuned.val_fraction) == (3e-4, 0.25)
+    assert (tuned.lr, tuned.val_fraction, tuned.replay_share, tuned.passes) == (3e-4, 0.25,
+                                                                                 0.5, 20)
+    assert (scratch.replay_share, scratch.passes) == (0.0, None)
     assert TrainConfig(data="d", out="o", base="default", lr=1e-3).resolved().lr == 1e-3
+
+
+def test_a_base_that_knows_little_of_the_data_rehearses_less_and_learns_faster():
+    meta = {"metrics": {"val_field_f1": 0.75}}
+    familiar, strange = Familiarity.of(0.75, meta), Familiarity.of(0.3, meta)
+    assert familiar is not None and strange is not None and strange.ratio == pytest.approx(0.4)
+    assert Familiarity.of(None, meta) is None and Familiarity.of(0.5, {}) is None
+    asked = TrainConfig(data="d", out="o", base="default")
+    own = asked.resolved(familiar)
+    assert (own.lr, own.replay_share, own.passes) == (3e-4, 0.5, 20)  # as without a measure
+    new = asked.resolved(strange)
+    assert new.replay_share == pytest.approx(0.2) and new.lr == pytest.approx(7.2e-4)
+    assert new.passes == pytest.approx(32)
+    assert asked.resolved(Familiarity(0.9, 0.75)).replay_share == 0.5  # clipped at 1
+    record = asked.finetune_settings(strange)
+    assert record["familiarity"] == 0.4 and record["asked"] == []
+    assert "0.40 of its own validation F1" in record["reason"]
+    chosen = TrainConfig(data="d", out="o", base="default", replay_share=0.5, lr=1e-4)
+    assert (chosen.resolved(strange).replay_share, chosen.resolved(strange).lr) == (0.5, 1e-4)
+    assert chosen.finetune_settings(strange)["asked"] == ["lr", "replay_share"]
 
 
 def _digest(path: Path) -> str:
@@ -172,6 +196,7 @@ def test_a_tiny_fine_tune_that_is_not_better_keeps_the_base(tmp_path, two_tiles,
         assert _digest(out / name) == _digest(base.path / name)
     assert meta["postprocess"] == base.thresholds and meta["name"] == "tuned"
     assert record["validation"]["pixels"] > 0 and load_bundle(out).has_onnx
+    assert "fine-tuning settings: the base scores" in text and record["settings"]["passes"] >= 20
 
 
 def test_kept_fine_tuned_weights_store_the_re_tuned_thresholds(tmp_path, two_tiles):

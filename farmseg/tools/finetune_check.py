@@ -157,6 +157,7 @@ class CheckRun:
         """The trainer's verdict and the east half's table."""
         print(f"fine-tune: {self.minutes:.1f} min ({self.cpu_minutes:.1f} CPU min); trainer's "
               f"validation: {self.record['summary']}; verdict: {self.record['verdict']}")
+        print(f"settings: {self.record['settings']['reason']}")
         print("| east half | reference fields | predicted | field F1 | pixel IoU | "
               "s per km² (segment + evaluate) |\n|---|---|---|---|---|---|")
         print(_row("before (base)", self.before))
