@@ -431,3 +431,15 @@ def test_cog_is_read_through_its_overviews_for_display(tmp_path, capsys):
         assert level.width == 512
         assert np.array_equal(shown, level.read())  # plain decimation would differ
     assert valid.all()
+
+
+def test_metadata_whose_input_lacks_its_bands(tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_bundle_path("default"), folder, ignore=shutil.ignore_patterns("*.onnx"))
+    meta = json.loads((folder / "farmseg.json").read_text())
+    meta["input"]["bandz"] = meta["input"].pop("bands")
+    (folder / "farmseg.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="lacks its 'bands'"):
+        load_bundle(folder)

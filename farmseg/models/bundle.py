@@ -216,6 +216,12 @@ def load_bundle(name_or_path: str | Path, pixel_size_m: float | None = None) -> 
     for key in ("arch", "encoder", "classes", "input", "scaling"):
         if key not in meta:
             raise ModelError(meta_path, f"metadata lacks '{key}'")
+    given = meta["input"]
+    if not isinstance(given, dict) or not isinstance(given.get("bands"), list) \
+            or "dtype" not in given:
+        raise ModelError(meta_path, "metadata 'input' lacks its 'bands' or 'dtype'")
+    if not isinstance(meta["classes"], list):
+        raise ModelError(meta_path, "metadata 'classes' is not a list")
     if not (path / WEIGHTS_NAME).is_file():
         raise ModelError(path, f"{WEIGHTS_NAME} is missing")
     return ModelBundle(path=path, meta=meta)
