@@ -98,8 +98,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 def _run_batch(args: argparse.Namespace, options: SegmentOptions) -> int:
     """Several scenes (files, folders, VRTs) as one layer, on a Dask cluster."""
-    from farmseg.batch.options import batch_options
-    from farmseg.batch.run import batch_job
+    from farmseg.batch.run import batch_job, batch_options
 
     bar = ProgressBar(args.quiet)
     result = run_job(batch_job(batch_options(args, options)), bar)

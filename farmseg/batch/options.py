@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from farmseg.batch.run import BatchOptions
-    from farmseg.pipeline.segment import SegmentOptions
 
 DEFAULT_BLOCK_PX = 4096  # the block side: about 0.5 GB per worker
 
@@ -33,15 +28,3 @@ def wants_batch(inputs: list[Path], workers: int | None, scheduler: str | None) 
     """Several inputs, a folder, a cluster asked for: the batch; else the single-raster job."""
     return (len(inputs) > 1 or Path(inputs[0]).is_dir() or workers is not None
             or scheduler is not None)
-
-
-def batch_options(args: argparse.Namespace, segment: SegmentOptions) -> BatchOptions:
-    """The batch of the parsed arguments; `segment` holds the single-raster options (its
-    `crs` assigns a CRS to scenes without one; the output CRS is args.out_crs if the CLI
-    names it so)."""
-    from farmseg.batch.run import BatchOptions
-
-    return BatchOptions([Path(p) for p in args.input], segment,
-                        out_crs=getattr(args, "out_crs", None), workers=args.workers,
-                        scheduler=args.scheduler, job_dir=args.job_dir,
-                        skip_bad=args.skip_bad, block_px=args.block)

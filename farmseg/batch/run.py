@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,3 +186,13 @@ def _run_blocks(client: Any, job: JobFolder, groups: list[SceneGroup], vrts: lis
              + (f", ETA {eta:.0f} s" if eta is not None else "")] + lines),
             {"mpix_s": rate, "eta_s": eta, "scenes_done": lines})
     return reports
+
+
+def batch_options(args: argparse.Namespace, segment: SegmentOptions) -> BatchOptions:
+    """The batch of the parsed arguments; `segment` holds the single-raster options (its
+    `crs` assigns a CRS to scenes without one; the output CRS is args.out_crs if the CLI
+    names it so)."""
+    return BatchOptions([Path(p) for p in args.input], segment,
+                        out_crs=getattr(args, "out_crs", None), workers=args.workers,
+                        scheduler=args.scheduler, job_dir=args.job_dir,
+                        skip_bad=args.skip_bad, block_px=args.block)
