@@ -12,10 +12,12 @@ import cv2
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from farmseg.errors import InputError
+from farmseg.geoio.atomic import atomic_file
 
 NON_GEOTIFF_DRIVERS = {"PNG": "a PNG image", "JPEG": "a JPEG image", "GIF": "a GIF image",
                        "BMP": "a BMP image", "WEBP": "a WebP image"}
@@ -259,3 +261,20 @@ def raster_profile_for(grid: Grid, count: int, dtype: str, nodata: float | None 
     if nodata is not None:
         profile["nodata"] = nodata
     return profile
+
+
+def write_window(source: Path, window: Window, target: Path) -> Path:
+    """The pixels of `source` in `window` as the GeoTIFF `target` (atomically; deflate),
+    with their georeferencing, nodata, band descriptions and internal mask."""
+    with rasterio.open(source) as src:
+        profile = src.profile
+        profile.update(driver="GTiff", width=window.width, height=window.height,
+                       transform=src.window_transform(window), compress="deflate", tiled=False)
+        for key in ("blockxsize", "blockysize"):
+            profile.pop(key, None)
+        with atomic_file(target) as tmp, rasterio.open(tmp, "w", **profile) as out:
+            out.write(src.read(window=window))
+            out.descriptions = src.descriptions
+            if src.mask_flag_enums[0] == [MaskFlags.per_dataset]:  # an internal mask
+                out.write_mask(src.dataset_mask(window=window))
+    return target

@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from farmseg.geoio.raster import write_window
 from farmseg.jobs import drain, run_job
 from farmseg.models.bundle import load_bundle
 from farmseg.pipeline.segment import SegmentOptions, segment_job
@@ -45,16 +46,8 @@ class Scene:
 
 
 def _copy_window(source: Path, target: Path, window: Window) -> Path:
-    with rasterio.open(source) as src:
-        profile = src.profile
-        profile.update(width=window.width, height=window.height, tiled=False,
-                       transform=src.window_transform(window), compress="deflate")
-        for key in ("blockxsize", "blockysize"):
-            profile.pop(key, None)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with rasterio.open(target, "w", **profile) as out:
-            out.write(src.read(window=window))
-    return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return write_window(source, window, target)
 
 
 def build_protocol(data_dir: Path, names: list[str], work: Path) -> tuple[Path, list[Scene]]:

@@ -17,14 +17,13 @@ import shapely
 from pyproj import CRS as ProjCRS
 from rasterio import features
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags
 from rasterio.transform import Affine
 from rasterio.windows import Window, from_bounds
 
 from farmseg.editing.layer import EditableLayer
 from farmseg.editing.store import REVIEWED_LAYER, layer_names, read_layer, save_layer
 from farmseg.errors import UsageError
-from farmseg.geoio.atomic import atomic_file
+from farmseg.geoio.raster import write_window
 from farmseg.geoio.vectors import reproject
 from farmseg.training.labels import boundary_from_instances
 
@@ -105,18 +104,7 @@ def crop_image(image: Path, bounds: tuple[float, float, float, float], target: P
         cols = _grown(max(0, math.floor(window.col_off + EPSILON)),
                       min(src.width, math.ceil(window.col_off + window.width - EPSILON)),
                       min_size, src.width)
-        window = Window.from_slices(rows, cols)
-        profile = src.profile
-        profile.update(driver="GTiff", width=window.width, height=window.height,
-                       transform=src.window_transform(window), compress="deflate", tiled=False)
-        for key in ("blockxsize", "blockysize"):
-            profile.pop(key, None)
-        with atomic_file(target) as tmp, rasterio.open(tmp, "w", **profile) as out:
-            out.write(src.read(window=window))
-            out.descriptions = src.descriptions
-            if src.mask_flag_enums[0] == [MaskFlags.per_dataset]:  # an internal mask
-                out.write_mask(src.dataset_mask(window=window))
-    return target
+    return write_window(image, Window.from_slices(rows, cols), target)
 
 
 def write_corrections_folder(image: Path, layer: EditableLayer, folder: Path,

@@ -17,6 +17,7 @@ import shapely
 from rasterio.windows import Window, from_bounds
 
 from farmseg.errors import InputError
+from farmseg.geoio.raster import write_window
 from farmseg.geoio.vectors import read_polygons, reproject
 from farmseg.training.samples import RASTER_SUFFIXES, VECTOR_SUFFIXES
 
@@ -99,17 +100,10 @@ def folder_from_polygons_over_image(image: Path, polygons: Path, target: Path) -
         if window.width < 32 or window.height < 32:
             raise InputError(polygons, f"covers only {window.width} x {window.height} px of "
                              f"{image.name}; label at least 32 x 32 px")
-        data = src.read(window=window)
-        profile = src.profile
-        profile.update(width=window.width, height=window.height,
-                       transform=src.window_transform(window), tiled=False)
-        profile.pop("blockxsize", None)
-        profile.pop("blockysize", None)
     for sub in ("images", "fields"):
         (target / sub).mkdir(parents=True, exist_ok=True)
     name = f"{image.stem}_labelled"
-    with rasterio.open(target / "images" / f"{name}.tif", "w", **profile) as dst:
-        dst.write(data)
+    write_window(image, window, target / "images" / f"{name}.tif")
     _link(polygons, target / "fields" / f"{name}{polygons.suffix}")
     if polygons.suffix.lower() == ".shp":
         for part in polygons.parent.glob(f"{polygons.stem}.*"):
