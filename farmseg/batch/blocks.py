@@ -29,12 +29,11 @@ from farmseg.batch.plan import Block
 from farmseg.fields.polygonize import polygonize
 from farmseg.fields.vectorize import (
     VectorizeSettings,
-    _grow,
     _kept_seeds,
     _masks,
     _sums_by_label,
-    _watershed,
     components,
+    grow_seeds,
 )
 from farmseg.geoio.raster import PROB_SCALE, Grid, RasterSource, raster_profile_for
 from farmseg.jobs import drain
@@ -157,12 +156,7 @@ def vectorize_block(block: Block, around: list[Block], order: dict[str, int],
     links = _edge_links(markers, core)
     ids, compact = _compact(markers, links)
     extent, _ = _masks(probs, s)
-    if s.method == "watershed":
-        grown = _watershed(probs[2], compact, extent)[core]
-    else:
-        rows_extent = np.zeros((core[0].stop - core[0].start, markers.shape[1]), bool)
-        rows_extent[:, core[1]] = extent[core]
-        grown = _grow(compact, core[0], rows_extent, s.method == "threshold")[:, core[1]]
+    grown = grow_seeds(compact, extent, s.method, probs[2], core[0])[:, core[1]]
     counted, count, field_sum = _sums_by_label(grown, probs[0][core])
     geoms, labels = polygonize(grown, 0)
     geoms = shapely.transform(geoms, lambda xy: xy + (c0, r0))

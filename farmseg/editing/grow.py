@@ -21,10 +21,9 @@ from farmseg.fields.polygonize import polygonize
 from farmseg.fields.vectorize import (
     FOUR_CONNECTED,
     VectorizeSettings,
-    _grow,
     _masks,
     _to_map,
-    _watershed,
+    grow_seeds,
 )
 from farmseg.geoio.raster import PROB_SCALE
 
@@ -44,10 +43,7 @@ def grown_pixels(probs: np.ndarray, pixel: tuple[int, int], taken: np.ndarray,
     parts, _ = ndimage.label(extent, FOUR_CONNECTED)
     here = parts == parts[pixel]
     markers = ndimage.label(seeds & here, FOUR_CONNECTED)[0].astype(np.int32)
-    if settings.method == "watershed":
-        grown = _watershed(probs[2], markers, here)
-    else:
-        grown = _grow(markers, slice(None), here, settings.method == "threshold")
+    grown = grow_seeds(markers, here, settings.method, probs[2])
     mine = grown == grown[pixel] if grown[pixel] else here
     pieces, _ = ndimage.label(mine, FOUR_CONNECTED)
     return pieces == pieces[pixel]

@@ -216,12 +216,10 @@ def _grow_band(window: list[_SeedBand], rows: tuple[int, int], height: int,
                               in zip(window, _window_ids(window, links, first), cuts)])
     top = window[0].labels[cuts[0]].shape[0] if core else 0
     band_rows = slice(top, top + rows[1] - rows[0])
-    if settings.method == "watershed":
-        boundary = np.concatenate([b.probs[2, cut] for b, cut in zip(window, cuts)])
-        extent = np.concatenate([b.extent[cut] for b, cut in zip(window, cuts)])
-        grown = _watershed(boundary, markers, extent)[band_rows]
-    else:
-        grown = _grow(markers, band_rows, window[core].extent, settings.method == "threshold")
+    extent = np.concatenate([b.extent[cut] for b, cut in zip(window, cuts)])
+    boundary = (np.concatenate([b.probs[2, cut] for b, cut in zip(window, cuts)])
+                if settings.method == "watershed" else None)
+    grown = grow_seeds(markers, extent, settings.method, boundary, band_rows)
     seams = [row for row in rows if 0 < row < height]
     return _pieces_of(grown, window[core].probs[0], rows[0], seams, first - 1,
                            settings.min_field_px)
@@ -361,6 +359,17 @@ def _to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:
     a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
     return shapely.transform(geoms, lambda xy: np.column_stack(
         (a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f)))
+
+
+def grow_seeds(markers: np.ndarray, extent: np.ndarray, method: str,
+               boundary: np.ndarray | None, rows: slice = slice(None)) -> np.ndarray:
+    """Labels of `rows` of the seed labels `markers` grown over the field `extent` (both
+    the whole window) as `method` says: `boundary` (the boundary class, needed by
+    "watershed") floods, else `_grow`."""
+    if method == "watershed":
+        assert boundary is not None, "watershed growth needs the boundary class"
+        return _watershed(boundary, markers, extent)[rows]
+    return _grow(markers, rows, extent[rows], method == "threshold")
 
 
 def _grow(markers: np.ndarray, rows: slice, extent: np.ndarray, threshold: bool) -> np.ndarray:
