@@ -103,3 +103,18 @@ def _bounds(sample) -> tuple[float, float, float, float]:
     h, w = sample.shape
     t = sample.transform
     return (t.c, t.f + t.e * h, t.c + t.a * w, t.f)
+
+
+def test_a_model_trained_for_coarser_pixels_is_validated_at_them(labeled_dir, tmp_path):
+    """`train --pixel-size 2` on 1 m images: training and validation samples are both on 2 m
+    grids (the imagery such a model is made for), not the validation images' own 1 m."""
+    from farmseg.training.trainer import TrainConfig, load_samples, split_samples
+
+    config = TrainConfig(data=str(labeled_dir), out=str(tmp_path / "m"), pixel_size=2.0,
+                         val_fraction=0.5).resolved()
+    samples = load_samples(config, None)
+    train, val = split_samples(config, samples, 2.0)
+    assert val and all(s.pixel_size == 2.0 for s in train + val)
+    own = split_samples(TrainConfig(data=str(labeled_dir), out="o", val_fraction=0.5)
+                        .resolved(), samples, None)[1]
+    assert [s.shape for s in val] == [(h // 2, w // 2) for h, w in (s.shape for s in own)]

@@ -247,6 +247,22 @@ def resize_bands(image: np.ndarray, height: int, width: int) -> np.ndarray:
                      for band in image.astype(np.float32)])
 
 
+def resampled_shape(height: int, width: int, factor: float, minimum: int = 32
+                    ) -> tuple[int, int]:
+    """The size of a (height, width) grid whose pixels are `factor` times larger, at least
+    `minimum` px a side (the networks downsample 5 times)."""
+    return max(minimum, round(height / factor)), max(minimum, round(width / factor))
+
+
+def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(..., h, w) labels or masks resized to (..., height, width) by nearest neighbour (the
+    pixel holding each new pixel's centre); labels are never mixed."""
+    h, w = array.shape[-2:]
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+    return array[..., rows[:, None], cols[None, :]]
+
+
 # probability rasters store each class's probability as uint8: p * PROB_SCALE
 PROB_SCALE = 255.0
 

@@ -11,12 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
+from rasterio import Affine
 
 from farmseg.errors import InputError
 from farmseg.fields.clean import CleanSettings, clean_fields
 from farmseg.fields.vectorize import VectorizeSettings, vectorize_job
-from farmseg.geoio.raster import RasterSource
+from farmseg.geoio.raster import (
+    RasterSource,
+    close_pixel_sizes,
+    resampled_shape,
+    resize_bands,
+    resize_nearest,
+)
 from farmseg.jobs import Job, Progress, drain
 from farmseg.models.bundle import ModelBundle, write_meta
 from farmseg.models.engines import make_predictor
@@ -36,6 +44,45 @@ def bundle_vectorize_settings(bundle: ModelBundle, image: Path,
     with RasterSource(image) as src:
         pixel_m = src.grid.pixel_size_m() or 1.0
     return VectorizeOptions().settings(bundle, min_area_ha, pixel_m ** 2)
+
+
+def validation_pixel_size(bundle: ModelBundle) -> float | None:
+    """The pixel size the bundle is validated at: the one it was trained at when training
+    resampled the images to it (`farmseg train --pixel-size`), else None (the images' own)."""
+    config = bundle.meta.get("training", {}).get("config", {})
+    value = config.get("pixel_size") if isinstance(config, dict) else None
+    return float(value) if value else None
+
+
+def resampled_pair(image: Path, ref: Path, pixel_size: float, work: Path
+                   ) -> tuple[Path, Path]:
+    """Copies of an image and its instance raster in `work` on a grid of `pixel_size` metres
+    (image averaged over each new pixel, instances by nearest neighbour), as the trainer
+    resamples its validation images; unchanged when already within 10 % of it."""
+    with RasterSource(image) as source:
+        own = source.grid.pixel_size_m() or 1.0
+    if close_pixel_sizes(pixel_size, own):
+        return image, ref
+    with rasterio.open(image) as src:
+        pixels, profile = src.read(), src.profile
+    with rasterio.open(ref) as src:
+        instances, ref_profile = src.read(), src.profile
+    h, w = pixels.shape[1:]
+    nh, nw = resampled_shape(h, w, pixel_size / own)
+    resized = resize_bands(pixels, nh, nw)
+    if np.issubdtype(pixels.dtype, np.integer):
+        resized = np.rint(resized)
+    transform = profile["transform"] * Affine.scale(w / nw, h / nh)
+    out = []
+    for path, array, prof in ((image, resized.astype(pixels.dtype), profile),
+                              (ref, resize_nearest(instances, nh, nw), ref_profile)):
+        target = work / f"{path.parent.name}_{path.name}"
+        prof = {**prof, "width": nw, "height": nh, "transform": transform}
+        prof.pop("blockxsize", None), prof.pop("blockysize", None), prof.pop("tiled", None)
+        with rasterio.open(target, "w", **prof) as dst:
+            dst.write(array)
+        out.append(target)
+    return out[0], out[1]
 
 
 def validation_pairs(bundle: ModelBundle, data_dir: Path) -> list[tuple[Path, Path]]:
@@ -83,16 +130,21 @@ def score_probabilities(probs: list[Path], pairs: list[tuple[Path, Path]],
 
 
 def validate_job(bundle: ModelBundle, data_dir: Path, tune: bool = False,
-                 min_area_ha: float = 0.1) -> Job[dict]:
+                 min_area_ha: float = 0.1, pixel_size: float | None = None) -> Job[dict]:
     """Score the model (threshold vs watershed); with `tune`, grid-search the thresholds
-    on these validation images and store the best in the bundle."""
+    on these validation images and store the best in the bundle. The images are scored at
+    `pixel_size` metres (default: validation_pixel_size) when given, else on their own grid."""
     pairs = validation_pairs(bundle, data_dir)
     clean = CleanSettings(min_area_ha=min_area_ha)
+    pixel_size = pixel_size or validation_pixel_size(bundle)
     with tempfile.TemporaryDirectory(prefix="farmseg-validate-") as tmp:
         work = Path(tmp)
+        if pixel_size:
+            pairs = [resampled_pair(image, ref, pixel_size, work) for image, ref in pairs]
         probs = yield from predict_all(bundle, pairs, work)
         base = bundle_vectorize_settings(bundle, pairs[0][0], min_area_ha)
-        results: dict[str, Any] = {"images": [p[0].stem for p in pairs]}
+        results: dict[str, Any] = {"images": [p[0].stem.removeprefix("images_")
+                                              for p in pairs], "pixel_size": pixel_size}
         for method in ("threshold", "watershed", "seeded"):
             results[method] = score_probabilities(probs, pairs, replace(base, method=method),
                                                   clean)
@@ -131,5 +183,8 @@ def record_metrics(bundle: ModelBundle, results: dict) -> None:
         "val_pixel_iou_threshold_only": round(results["threshold"].pixel_iou, 4),
         "scoring": "polygons >= 0.1 ha rasterized on the image grid; match at IoU >= 0.5",
     })
+    metrics.pop("validation_pixel_size_m", None)
+    if results.get("pixel_size"):
+        metrics["validation_pixel_size_m"] = results["pixel_size"]
     meta["metrics"] = metrics
     write_meta(bundle.path, meta)

@@ -17,7 +17,13 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from farmseg.errors import InputError
-from farmseg.geoio.raster import RasterSource, close_pixel_sizes, resize_bands
+from farmseg.geoio.raster import (
+    RasterSource,
+    close_pixel_sizes,
+    resampled_shape,
+    resize_bands,
+    resize_nearest,
+)
 from farmseg.training.corrections import find_reviewed, load_correction_labels, reviewed_window
 from farmseg.training.labels import (
     boundary_from_instances,
@@ -180,16 +186,16 @@ def resampled(sample: Sample, pixel_size: float) -> Sample:
         return sample
     factor = pixel_size / sample.pixel_size
     h, w = sample.shape
-    nh, nw = max(MIN_CROP, round(h / factor)), max(MIN_CROP, round(w / factor))
+    nh, nw = resampled_shape(h, w, factor, MIN_CROP)
     image = resize_bands(sample.image, nh, nw)
     if np.issubdtype(sample.image.dtype, np.integer):
         image = np.rint(image)
-    rows = np.minimum(((np.arange(nh) + 0.5) * h / nh).astype(int), h - 1)
-    cols = np.minimum(((np.arange(nw) + 0.5) * w / nw).astype(int), w - 1)
-    nearest = np.ix_(rows, cols)
-    instances = None if sample.instances is None else sample.instances[nearest]
-    mask = sample.mask[nearest] if instances is None else boundary_from_instances(instances)
-    return Sample(sample.name, image.astype(sample.image.dtype), mask, sample.valid[nearest],
+    instances = (None if sample.instances is None
+                 else resize_nearest(sample.instances, nh, nw))
+    mask = (resize_nearest(sample.mask, nh, nw) if instances is None
+            else boundary_from_instances(instances))
+    return Sample(sample.name, image.astype(sample.image.dtype), mask,
+                  resize_nearest(sample.valid, nh, nw),
                   sample.dtype, pixel_size, sample.files,
                   sample.transform * Affine.scale(w / nw, h / nh), sample.crs, instances)
 

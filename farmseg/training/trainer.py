@@ -146,9 +146,10 @@ def training_pixel_size(config: TrainConfig, base: ModelBundle | None) -> float 
 
 def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float | None
                   ) -> tuple[list[Sample], list[Sample]]:
-    """(training samples at the training pixel size, validation samples on their own grid,
-    scored the way `segment` would score them). Fine-tuning validates on a block of each
-    labelled area (blocks.py), training from scratch on whole images or strips."""
+    """(training samples at the training pixel size, validation samples scored the way
+    `segment` would score them: on their own grid, or resampled to an asked `--pixel-size`,
+    the grid of the imagery such a model is made for). Fine-tuning validates on a block of
+    each labelled area (blocks.py), training from scratch on whole images or strips."""
     fraction = config.val_fraction or 0.0
     if config.fine_tuning:
         train, val = split_blocks(samples, fraction)
@@ -156,6 +157,8 @@ def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float 
         train, val = split_validation(samples, fraction, config.seed)
     if pixel_size:
         train = [resampled(s, pixel_size) for s in train]
+    if config.pixel_size:
+        val = [resampled(s, config.pixel_size) for s in val]
     return train, val
 
 
