@@ -136,9 +136,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.model)
     bar = ProgressBar(args.quiet)
-    results = run_job(validate_job(bundle, Path(args.data), tune=args.tune), bar)
+    results = run_job(validate_job(bundle, Path(args.data), tune=args.tune,
+                                   pixel_size=args.pixel_size), bar)
     bar.close()
-    print(f"validation images: {', '.join(results['images'])}")
+    at = f" at {results['pixel_size']:g} m" if results["pixel_size"] else ""
+    print(f"validation images{at}: {', '.join(results['images'])}")
     _print_score("threshold only:", results["threshold"])
     _print_score("watershed:", results["watershed"])
     _print_score("seeded:", results["seeded"])
@@ -173,7 +175,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(bench_vectorize(args.size, args.model), flush=True)
     else:
         print(bench(args.size, args.model, args.engine, args.tile, not args.no_baseline,
-                    args.precision), flush=True)
+                    args.precision, args.record), flush=True)
     return 0
 
 
@@ -231,10 +233,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from farmseg.models.bundle import list_bundles
+    from farmseg.models.bundle import list_bundles, models_table
 
-    for bundle in list_bundles():
-        print(f"{bundle.describe()}  [{bundle.path}]")
+    print(models_table(list_bundles()))
     return 0
 
 
@@ -364,6 +365,9 @@ def _add_validate(sub: _Commands) -> None:
     _add_model(p)
     p.add_argument("--tune", action="store_true", help="grid-search post-processing thresholds")
     p.add_argument("--record", action="store_true", help="write the figures into the bundle")
+    p.add_argument("--pixel-size", type=float,
+                   help="score the images resampled to this pixel size in metres (default: "
+                   "the one the model was trained at with `train --pixel-size`, else their own)")
     _add_quiet(p)
     p.set_defaults(func=_cmd_validate)
 
@@ -391,6 +395,8 @@ def _add_bench(sub: _Commands) -> None:
                    "segmented as one VRT and as files on local Dask clusters")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                    help="batch: worker counts to time (default 1 2)")
+    p.add_argument("--record", action="store_true",
+                   help="write the end-to-end MPix/s into the bundle (shown by `farmseg models`)")
     p.set_defaults(func=_cmd_bench)
 
 

@@ -67,6 +67,56 @@ def test_validate_prints_figures_and_records_them_in_the_bundle(scored_model, ca
     assert 0 <= metrics["val_pixel_iou"] <= 1
 
 
+def test_validate_scores_at_the_pixel_size_the_model_was_trained_at(scored_model, capsys):
+    model, data = scored_model
+    assert main(["validate", "--data", str(data), "--model", str(model), "-q"]) == 0
+    own = capsys.readouterr().out.splitlines()
+    meta = json.loads((model / "farmseg.json").read_text())
+    meta["training"]["config"]["pixel_size"] = 4.0  # as `train --pixel-size 4` records it
+    (model / "farmseg.json").write_text(json.dumps(meta))
+
+    assert main(["validate", "--data", str(data), "--model", str(model), "--record", "-q"]) == 0
+    coarse = capsys.readouterr().out.splitlines()
+    assert own[0].startswith("validation images: ")
+    assert coarse[0].startswith("validation images at 4 m: ")
+    assert coarse[0].split(": ")[1] == own[0].split(": ")[1]  # the same images, by name
+    # the reference fields are the same fields on a 4 m grid: small ones vanish
+    ref_own, ref_coarse = (int(re.search(r"(\d+) reference", lines[1]).group(1))
+                           for lines in (own, coarse))
+    assert 0 < ref_coarse <= ref_own
+    metrics = json.loads((model / "farmseg.json").read_text())["metrics"]
+    assert metrics["validation_pixel_size_m"] == 4.0
+
+    assert main(["validate", "--data", str(data), "--model", str(model), "--pixel-size", "1",
+                 "-q"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == own[1]  # asked for: their own grid
+
+
+def test_models_lists_figures_and_the_speed_bench_records(tmp_path, capsys, monkeypatch):
+    user = tmp_path / "user"
+    shutil.copytree(bundled_models_dir() / "default", user / "mine",
+                    ignore=shutil.ignore_patterns("model.int8.onnx", "replay*"))
+    meta = json.loads((user / "mine" / "farmseg.json").read_text())
+    (user / "mine" / "farmseg.json").write_text(json.dumps({**meta, "name": "mine"}))
+    monkeypatch.setenv("FARMSEG_MODEL_DIR", str(user))
+    assert main(["bench", "--size", "512", "--no-baseline", "--model", str(user / "mine"),
+                 "--record"]) == 0
+    assert f"recorded in {user / 'mine' / 'farmseg.json'}" in capsys.readouterr().out
+    speed = load_bundle(user / "mine").mpix_per_s
+    assert speed is not None and speed > 0
+
+    assert main(["models"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0][:7] == ["name", "arch", "encoder", "pixel", "field", "F1", "pixel"]
+    by_name = {row[0]: row for row in rows[1:]}
+    assert {"default", "mine"} <= set(by_name)
+    default = load_bundle("default")
+    assert by_name["default"][1:5] == ["Unet", default.encoder, "1", "m"]
+    assert by_name["default"][5] == f"{default.meta['metrics']['val_field_f1']:.3f}"
+    assert by_name["mine"][7] == f"{speed:.2f}"
+    assert f"{speed:g} MPix/s" in load_bundle(user / "mine").describe()
+
+
 def test_validate_without_the_validation_images_is_one_line(scored_model, capsys, tmp_path):
     model, _ = scored_model
     (tmp_path / "empty").mkdir()
@@ -164,7 +214,10 @@ def test_import_checkpoint_refuses_a_bad_file_in_one_line(tmp_path, capsys, case
 
 # ---- the shipped bundles' figures ------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["default", "fast"])
+SHIPPED = sorted(p.name for p in bundled_models_dir().iterdir() if (p / "farmseg.json").is_file())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_iou_figures_are_ious_and_not_the_selection_score(name):
     metrics = load_bundle(name).meta["metrics"]
     ious = {k: v for k, v in metrics.items() if "iou" in k}

@@ -140,10 +140,42 @@ class ModelBundle:
         partial = " (partial)" if self.meta.get("partial") else ""
         f1 = self.meta.get("metrics", {}).get("val_field_f1")
         scored = f", validation field F1 {f1:.3f}" if f1 is not None else ""
+        speed = self.mpix_per_s
+        timed = f", {speed:g} MPix/s on {self.meta['speed']['cpu']}" if speed else ""
         return (
             f"{self.name}{partial}: {self.arch}/{self.encoder}, bands {self.band_names} "
-            f"{self.dtype}, {px}, classes {self.classes}{scored}"
+            f"{self.dtype}, {px}, classes {self.classes}{scored}{timed}"
         )
+
+    @property
+    def mpix_per_s(self) -> float | None:
+        """End-to-end segmenting speed recorded by `farmseg bench --record` (None if not)."""
+        value = self.meta.get("speed", {}).get("mpix_per_s")
+        return float(value) if value is not None else None
+
+
+def models_table(bundles: list[ModelBundle]) -> str:
+    """`farmseg models`: one row per bundle (arch, encoder, pixel size, validation figures,
+    speed, the pixel sizes it is the default for, folder)."""
+    def cell(value: float | None, form: str) -> str:
+        return format(value, form) if value is not None else "-"
+
+    rows = [("name", "arch", "encoder", "pixel", "field F1", "pixel IoU", "MPix/s",
+             "default for", "folder")]
+    for b in bundles:
+        metrics = b.meta.get("metrics", {})
+        low, high = b.meta.get("default_for_m") or (None, None)
+        default_for = (f"{low:g}-{high:g} m" if low and high else f"< {high:g} m" if high
+                       else f">= {low:g} m" if low else "all" if b.name == "default" else "-")
+        rows.append((b.name + (" (partial)" if b.meta.get("partial") else ""), b.arch,
+                     b.encoder, f"{b.pixel_size_m:g} m" if b.pixel_size_m else "any",
+                     cell(metrics.get("val_field_f1"), ".3f"),
+                     cell(metrics.get("val_pixel_iou"), ".3f"), cell(b.mpix_per_s, ".2f"),
+                     default_for, str(b.path)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip()
+             for row in rows]
+    return "\n".join(lines)
 
 
 def default_bundle_path(pixel_size_m: float | None = None) -> Path:

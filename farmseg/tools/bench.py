@@ -17,20 +17,22 @@ from rasterio.windows import Window
 
 from farmseg.geoio.raster import Grid, raster_profile_for
 from farmseg.jobs import cpu_threads
-from farmseg.models.bundle import app_root, load_bundle
+from farmseg.models.bundle import META_NAME, app_root, load_bundle, write_meta
 from farmseg.models.cpu import describe_cpu
 
 SAMPLE = app_root() / "resources" / "sample" / "sample.tif"
 
 
-def build_mosaic(target: Path, size: int, sample: Path = SAMPLE) -> Path:
+def build_mosaic(target: Path, size: int, sample: Path = SAMPLE,
+                 pixel_size_m: float | None = None) -> Path:
     """A size x size mosaic of `sample` (mirrored copies, so fields continue across the
-    joins), written by row bands."""
+    joins), written by row bands; labelled with `pixel_size_m` metre pixels when given (so
+    that a model for coarse imagery reads it at its own pixel size)."""
     with rasterio.open(sample) as src:
         tile = src.read()
         crs = src.crs
         x0, y0 = src.transform.c, src.transform.f
-        pixel = src.transform.a
+        pixel = pixel_size_m or src.transform.a
     bands, th, tw = tile.shape
     grid = Grid(size, size, from_origin(x0, y0, pixel, pixel), crs)
     with rasterio.open(target, "w", **raster_profile_for(grid, bands, "uint8")) as out:
@@ -192,16 +194,32 @@ def _child(target, *args) -> dict:
     return result
 
 
+def record_speed(model: str, mpix_per_s: float, engine: str, size: int) -> Path:
+    """Write the measured end-to-end speed into the bundle's farmseg.json (`speed`), which
+    `farmseg models` and the GUI's model box show."""
+    bundle = load_bundle(model)
+    meta = dict(bundle.meta)
+    meta["speed"] = {"mpix_per_s": round(mpix_per_s, 2), "cpu": describe_cpu(),
+                     "threads": cpu_threads(), "engine": engine,
+                     "measured": f"farmseg bench --size {size} --record, end to end "
+                                 "(read, infer, vectorize, write) at the model's pixel size"}
+    write_meta(bundle.path, meta)
+    return bundle.path
+
+
 def bench(size: int = 8192, model: str = "default", engine: str = "auto",
-          tile: int | None = None, baseline: bool = True, precision: str = "auto") -> str:
-    """Run the benchmark and return its report."""
+          tile: int | None = None, baseline: bool = True, precision: str = "auto",
+          record: bool = False) -> str:
+    """Run the benchmark and return its report; `record` writes the speed into the bundle."""
     work = Path(tempfile.mkdtemp(prefix="farmseg-bench-"))
     try:
-        raster = build_mosaic(work / f"mosaic_{size}.tif", size)
+        pixel = load_bundle(model).pixel_size_m
+        raster = build_mosaic(work / f"mosaic_{size}.tif", size, pixel_size_m=pixel)
         mpix = size * size / 1e6
         ours = _child(run_farmseg, str(raster), model, engine, precision, tile)
         lines = [f"CPU: {describe_cpu()}, {cpu_threads()} threads",
-                 f"raster: {size} x {size} px ({mpix:.1f} MPix), mosaic of the sample scene",
+                 f"raster: {size} x {size} px ({mpix:.1f} MPix) of {pixel or 1:g} m, mosaic "
+                 "of the sample scene",
                  f"farmseg ({ours['engine']}): {ours['fields']} fields, {ours['tiles']} tiles"]
         for stage, seconds in ours["seconds"].items():
             lines.append(f"  {stage:<10} {seconds:8.1f} s  {mpix / max(seconds, 1e-9):7.2f} MPix/s")
@@ -216,6 +234,9 @@ def bench(size: int = 8192, model: str = "default", engine: str = "auto",
                          f"{base['total']:.1f} s  {mpix / base['total']:.2f} MPix/s, "
                          f"peak RSS {base['peak_rss_mb']:.0f} MB")
             lines.append(f"speed-up, end to end vs baseline: {base['total'] / ours['total']:.2f}x")
+        if record:
+            path = record_speed(model, mpix / ours["total"], ours["engine"], size)
+            lines.append(f"recorded in {path / META_NAME}")
         return "\n".join(lines)
     finally:
         shutil.rmtree(work, ignore_errors=True)
