@@ -73,6 +73,11 @@ def test_fine_tune_shows_curves_scores_and_selects_the_new_model(window, dialog,
                                                                   labeled_dir):
     set_up(dialog, labeled_dir)
     assert "--base default" in dialog.command.text()
+    # the learning rate is the trainer's choice unless one is set
+    assert dialog.form.lr.text() == "automatic" and "--lr" not in dialog.command.text()
+    dialog.form.lr.setValue(0.0005)
+    assert "--lr 0.0005" in dialog.command.text()
+    dialog.form.lr.setValue(0.0)
     start_and_wait(qtbot, dialog)
     assert not dialog.findChildren(QMessageBox, "errorBox")
     cells = [dialog.scores.item(row, col).text() for row in range(3) for col in range(2)]

@@ -104,8 +104,11 @@ class FineTuneForm(QWidget):
         self.name = named(QLineEdit(), "nameEdit", f"Saved in {user_models_dir()}")
         self.name.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_RE)))
         self.epochs = named(QSpinBox(minimum=1, maximum=500, value=10), "epochsSpin")
-        self.lr = named(QDoubleSpinBox(minimum=0.00001, maximum=0.01, decimals=5,
-                                       singleStep=0.0001, value=0.0003), "lrSpin")
+        self.lr = named(QDoubleSpinBox(minimum=0.0, maximum=0.01, decimals=5,
+                                       singleStep=0.0001, value=0.0,
+                                       specialValueText="automatic"), "lrSpin",
+                        "Automatic: chosen from how well the model already reads these "
+                        "tiles (gentler when it reads them well)")
         self.crop = named(QSpinBox(minimum=64, maximum=1024, singleStep=32, value=256,
                                    suffix=" px"),
                           "cropSpin", "Random crops of this size; capped at the smallest tile")
@@ -250,7 +253,8 @@ class FineTuneForm(QWidget):
         """TrainConfig's fields for this run (all but data and out)."""
         return {"base": str(self.base.currentData()), "epochs": self.epochs.value(),
                 "tile": self.crop.value(), "batch": self.batch.value(),
-                "lr": round(self.lr.value(), 6), "val_fraction": self.val_share.value() / 100,
+                "lr": round(self.lr.value(), 6) or None,
+                "val_fraction": self.val_share.value() / 100,
                 "freeze_encoder": self.freeze.isChecked(),
                 "device": str(self.device.currentData())}
 

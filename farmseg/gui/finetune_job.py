@@ -15,10 +15,10 @@ from typing import Any, Literal
 from farmseg.editing.layer import EditableLayer
 from farmseg.errors import FarmsegError
 from farmseg.jobs import Job, Progress
-from farmseg.models.bundle import load_bundle
+from farmseg.models.bundle import ModelBundle, load_bundle
 from farmseg.training.corrections import write_corrections_folder
 from farmseg.training.prepare import folder_from_files, folder_from_polygons_over_image
-from farmseg.training.samples import find_labeled_pairs, load_sample
+from farmseg.training.samples import find_labeled_pairs, images_pixel_size, load_sample
 
 
 @dataclass
@@ -71,18 +71,19 @@ def command_line(data: str, out: Path, options: dict[str, Any]) -> str:
     """The `farmseg train` command that runs the same training."""
     parts = ["farmseg", "train", "--base", str(options["base"]), "--data", data, "--out", str(out)]
     for key, value in options.items():
-        if key != "base" and value is not False:
+        if key != "base" and value not in (False, None):
             parts.append(f"--{key.replace('_', '-')}")
             if value is not True:
                 parts.append(str(value))
     return shlex.join(parts)
 
 
-def check_labels(data: Path, bands: list[int]) -> Job[None]:
-    """Load every labelled pair as training will, so that bad data stops the run first."""
+def check_labels(data: Path, base: ModelBundle) -> Job[None]:
+    """Load every labelled pair as training will (the base's bands, by description where the
+    files have them), so that bad data stops the run first."""
     pairs = find_labeled_pairs(data)
     for done, (image, label) in enumerate(pairs, 1):
-        load_sample(image, label, bands)
+        load_sample(image, label, base.bands, base.band_names)
         yield Progress("check", done, len(pairs), f"checked {image.name}")
 
 
@@ -91,7 +92,9 @@ def finetune_job(request: FineTuneRequest) -> Job[dict[str, Any]]:
     history as plain dicts (the GUI process must not import torch to unpickle it)."""
     data = request.labels.prepare(request.work_dir / "data")
     try:
-        yield from check_labels(data, load_bundle(request.options["base"]).bands)
+        # `default` is the bundled model for the labelled images' pixel size, as in training
+        yield from check_labels(data, load_bundle(request.options["base"],
+                                                  images_pixel_size(data)))
         yield Progress("load", 0, 0, "loading the model and scoring it on the validation tiles")
         from farmseg.training.trainer import TrainConfig, train_job
 
