@@ -48,16 +48,36 @@ def test_torch_engine_asked_for_without_torch_is_a_clear_error(tmp_path, sample_
     assert "needs PyTorch" in done.stderr and "--engine onnx" in done.stderr
 
 
-def test_torch_and_onnx_engines_give_the_same_fields(tmp_path, sample_crop):
-    from farmseg.cli import main
+def at_pixel_size(crop: Path, pixel_size_m: float | None) -> Path:
+    """The crop labelled with the model's pixel size (same pixels), so that a model for coarse
+    imagery reads it without resampling."""
+    import rasterio
 
+    if not pixel_size_m:
+        return crop
+    with rasterio.open(crop, "r+") as dst:
+        t = dst.transform
+        dst.transform = rasterio.Affine(pixel_size_m, 0, t.c, 0, -pixel_size_m, t.f)
+    return crop
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "models").iterdir()
+                                        if (p / "farmseg.json").is_file()))
+def test_torch_and_onnx_engines_give_the_same_fields(tmp_path, sample_crop, name):
+    from farmseg.cli import main
+    from farmseg.models.bundle import load_bundle
+
+    bundle = load_bundle(name)
+    assert bundle.has_onnx, f"models/{name}/model.onnx is missing: run `make onnx`"
+    crop = at_pixel_size(sample_crop, bundle.pixel_size_m)
     counts = []
     for engine in ("torch", "onnx"):
         out = tmp_path / f"{engine}.gpkg"
-        assert main(["segment", str(sample_crop), "-o", str(out), "--engine", engine,
-                     "--precision", "fp32", "--prob", str(tmp_path / f"{engine}.tif"),
-                     "-q"]) == 0
+        assert main(["segment", str(crop), "-o", str(out), "--engine", engine, "--model",
+                     str(bundle.path), "--precision", "fp32",
+                     "--prob", str(tmp_path / f"{engine}.tif"), "-q"]) == 0
         counts.append(pyogrio.read_info(out)["features"])
+    assert counts[0] > 0
     import rasterio
 
     with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / "onnx.tif") as b:
