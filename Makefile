@@ -66,13 +66,13 @@ model: $(STAMP)
 	$(BIN)/farmseg quantize --data $(DATA) --model default --variants int8 bf16
 
 # the seed paper's system, opt-in (slower than the default): DeepLabV3+ on imgsim's
-# ResNet-50; a first run of 7 epochs, then 20 more from it (`--resume`)
+# ResNet-50; a first run of 7 epochs, then 10 more from it (`--resume`)
 model-deeplabv3plus-resnet50: $(STAMP)
 	$(BIN)/farmseg train --data $(DATA) --out runs/deeplab --arch deeplabv3plus \
 		--encoder resnet50 --epochs 7 --tile 256 --batch 8 --val-fraction 0.2 --seed 0 \
 		--checkpoint
 	$(BIN)/farmseg train --data $(DATA) --out runs/deeplab --arch deeplabv3plus \
-		--encoder resnet50 --epochs 20 --tile 256 --batch 8 --val-fraction 0.2 --seed 0 \
+		--encoder resnet50 --epochs 10 --tile 256 --batch 8 --val-fraction 0.2 --seed 0 \
 		--checkpoint --resume
 	$(call ship,runs/deeplab,deeplabv3plus-resnet50)
 
