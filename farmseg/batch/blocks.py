@@ -29,11 +29,11 @@ from farmseg.batch.plan import Block
 from farmseg.fields.polygonize import polygonize
 from farmseg.fields.vectorize import (
     VectorizeSettings,
-    _kept_seeds,
-    _masks,
-    _sums_by_label,
+    class_masks,
     components,
     grow_seeds,
+    kept_seeds,
+    sums_by_label,
 )
 from farmseg.geoio.raster import PROB_SCALE, Grid, RasterSource, raster_profile_for
 from farmseg.jobs import drain
@@ -117,10 +117,10 @@ def _write(target: Path, grid: Grid, data: np.ndarray) -> None:
 def _seed_labels(probs: np.ndarray, settings: VectorizeSettings) -> np.ndarray:
     """4-connected seed regions (int32, 0: none); those under `min_seed_px` are dropped
     unless they touch the core's edge."""
-    _, seeds = _masks(probs, settings)
+    _, seeds = class_masks(probs, settings)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(seeds.view(np.uint8), connectivity=4,
                                                            ltype=cv2.CV_32S)
-    keep = _kept_seeds(labels, stats[:, cv2.CC_STAT_AREA], settings.min_seed_px)
+    keep = kept_seeds(labels, stats[:, cv2.CC_STAT_AREA], settings.min_seed_px)
     keep[labels[:, 0]] = True
     keep[labels[:, -1]] = True
     keep[0] = False
@@ -155,9 +155,9 @@ def vectorize_block(block: Block, around: list[Block], order: dict[str, int],
     markers = seeds[0]
     links = _edge_links(markers, core)
     ids, compact = _compact(markers, links)
-    extent, _ = _masks(probs, s)
+    extent, _ = class_masks(probs, s)
     grown = grow_seeds(compact, extent, s.method, probs[2], core[0])[:, core[1]]
-    counted, count, field_sum = _sums_by_label(grown, probs[0][core])
+    counted, count, field_sum = sums_by_label(grown, probs[0][core])
     geoms, labels = polygonize(grown, 0)
     geoms = shapely.transform(geoms, lambda xy: xy + (c0, r0))
     job.save_pieces(block.name, geoms, {

@@ -19,7 +19,7 @@ from rasterio.transform import Affine
 from farmseg.batch.jobdir import JobFolder
 from farmseg.batch.mosaic import SceneGroup
 from farmseg.batch.plan import Block
-from farmseg.fields.vectorize import RawFields, _vertices_across_seams, components
+from farmseg.fields.vectorize import RawFields, components, vertices_across_seams
 from farmseg.geoio.raster import PROB_SCALE, Grid
 from farmseg.geoio.vectors import reproject
 
@@ -44,11 +44,11 @@ def merge_group(job: JobFolder, group: SceneGroup, blocks: list[Block], min_px: 
     keep = shapely.area(geoms) >= max(1, min_px)
     geoms, owner = geoms[keep], owner[keep]
     t = group.grid.transform
-    geoms = _to_map(geoms, t)
+    geoms = pixels_to_map(geoms, t)
     return RawFields(geoms, fsum[owner] / total[owner] / PROB_SCALE, group.grid)
 
 
-def _to_map(geoms: np.ndarray, t: Affine) -> np.ndarray:
+def pixels_to_map(geoms: np.ndarray, t: Affine) -> np.ndarray:
     return shapely.transform(geoms, lambda xy: np.column_stack(
         (t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)))
 
@@ -62,9 +62,9 @@ def _along_block_edges(geoms: np.ndarray, blocks: list[Block]) -> np.ndarray:
     if len(geoms) == 0:
         return geoms
     if len(rows):
-        geoms = _vertices_across_seams(geoms, rows)
+        geoms = vertices_across_seams(geoms, rows)
     if len(cols):
-        geoms = shapely.transform(_vertices_across_seams(shapely.transform(geoms, _swap), cols),
+        geoms = shapely.transform(vertices_across_seams(shapely.transform(geoms, _swap), cols),
                                   _swap)
     return geoms
 
@@ -95,7 +95,7 @@ def footprint(group: SceneGroup, crs: CRS | None) -> shapely.Geometry:
     for w in group.windows:
         box = shapely.box(w.col_off, w.row_off, w.col_off + w.width, w.row_off + w.height)
         boxes.append(shapely.segmentize(box, max(1.0, max(w.width, w.height) / 64)))
-    area = _to_map(np.array([shapely.union_all(boxes)]), group.grid.transform)
+    area = pixels_to_map(np.array([shapely.union_all(boxes)]), group.grid.transform)
     return reproject(area, group.grid.crs, crs)[0]
 
 

@@ -23,7 +23,7 @@ from farmseg.fields.clean import FieldLayer, clean_fields
 from farmseg.fields.export import check_format, check_layer_exportable, write_fields
 from farmseg.fields.vectorize import RawFields
 from farmseg.geoio.atomic import check_target
-from farmseg.geoio.raster import Grid, RasterSource, _parse_crs
+from farmseg.geoio.raster import Grid, RasterSource, parse_crs
 from farmseg.jobs import EtaClock, Job, Progress
 from farmseg.models.bundle import load_bundle
 from farmseg.pipeline.inference import TileSettings, model_scale, raster_tile, tile_for_scale
@@ -73,7 +73,7 @@ def batch_job(options: BatchOptions) -> Job[BatchResult]:
     check_format(output)
     check_target(output, seg.overwrite)
     scenes, skipped = find_scenes(options.inputs, seg.crs, options.skip_bad)
-    out_crs = _parse_crs(options.out_crs) if options.out_crs else scenes[0].grid.crs
+    out_crs = parse_crs(options.out_crs) if options.out_crs else scenes[0].grid.crs
     check_layer_exportable(out_crs, output)
     bundle = load_bundle(seg.model)
     groups = group_scenes(scenes)

@@ -21,9 +21,9 @@ from farmseg.fields.polygonize import polygonize
 from farmseg.fields.vectorize import (
     FOUR_CONNECTED,
     VectorizeSettings,
-    _masks,
-    _to_map,
+    class_masks,
     grow_seeds,
+    pixels_to_map,
 )
 from farmseg.geoio.raster import PROB_SCALE
 
@@ -36,7 +36,7 @@ def grown_pixels(probs: np.ndarray, pixel: tuple[int, int], taken: np.ndarray,
     boundary; 0..PROB_SCALE): the seeds of the connected field extent the pixel is in,
     less the pixels `taken` by fields, grown over that extent as `settings.method` says;
     the 4-connected part of the pixel's seed region (the whole extent part without seeds)."""
-    extent, seeds = _masks(probs, settings)
+    extent, seeds = class_masks(probs, settings)
     extent &= ~taken
     if not extent[pixel]:
         raise EditError("the model sees no field here")
@@ -68,7 +68,7 @@ def grow_field(layer: EditableLayer, probs: np.ndarray, transform: Affine, xy: P
     taken = (features.geometry_mask(near, (height, width), transform, invert=True)
              if len(near) else np.zeros((height, width), bool))
     mine = grown_pixels(probs, (row, col), taken, settings)
-    polygon = _to_map(polygonize(mine.astype(np.int32), 0)[0], transform)[0]
+    polygon = pixels_to_map(polygonize(mine.astype(np.int32), 0)[0], transform)[0]
     if simplify_px > 0:
         tolerance = simplify_px * float(np.hypot(transform.a, transform.d))
         polygon = shapely.coverage_simplify(polygon, tolerance, simplify_boundary=True)

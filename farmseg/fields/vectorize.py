@@ -97,7 +97,7 @@ class _Pieces:
     field_sum: np.ndarray  # and their summed P(field or boundary), in PROB_SCALE units
 
 
-def _masks(probs: np.ndarray, s: VectorizeSettings) -> tuple[np.ndarray, np.ndarray]:
+def class_masks(probs: np.ndarray, s: VectorizeSettings) -> tuple[np.ndarray, np.ndarray]:
     """(extent, seeds) boolean masks from uint8 probabilities (background, field, boundary)."""
     bg, fld, bnd = probs[0], probs[1], probs[2]
     if s.method == "threshold":
@@ -140,7 +140,7 @@ def vectorize_job(prob_path: Path, settings: VectorizeSettings) -> Job[RawFields
                                           settings.min_field_px)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return RawFields(_to_map(geoms, grid.transform), confidence, grid)
+    return RawFields(pixels_to_map(geoms, grid.transform), confidence, grid)
 
 
 def _pieces_by_band(pool: ThreadPoolExecutor, path: Path, bands: list[tuple[int, int]],
@@ -175,7 +175,7 @@ def _label_band(path: Path, rows: tuple[int, int], settings: VectorizeSettings) 
     """Read a band and label its seed regions (4-connected)."""
     with rasterio.open(path) as src:
         probs = src.read(window=Window(0, rows[0], src.width, rows[1] - rows[0]))
-    extent, seeds = _masks(probs, settings)
+    extent, seeds = class_masks(probs, settings)
     seeds = seeds.view(np.uint8)
     if settings.min_seed_px <= 1:
         count, labels = cv2.connectedComponents(seeds, connectivity=4, ltype=cv2.CV_32S)
@@ -183,11 +183,11 @@ def _label_band(path: Path, rows: tuple[int, int], settings: VectorizeSettings) 
     else:
         _, labels, stats, _ = cv2.connectedComponentsWithStats(seeds, connectivity=4,
                                                                ltype=cv2.CV_32S)
-        keep = _kept_seeds(labels, stats[:, cv2.CC_STAT_AREA], settings.min_seed_px)
+        keep = kept_seeds(labels, stats[:, cv2.CC_STAT_AREA], settings.min_seed_px)
     return _SeedBand(rows, probs, extent, labels, keep)
 
 
-def _kept_seeds(labels: np.ndarray, sizes: np.ndarray, min_px: int) -> np.ndarray:
+def kept_seeds(labels: np.ndarray, sizes: np.ndarray, min_px: int) -> np.ndarray:
     """Per label: False for the background and for seeds under `min_px` pixels that touch
     neither the band's first nor its last row (those may continue in the next band)."""
     keep = sizes >= min_px
@@ -256,7 +256,7 @@ def _pieces_of(grown: np.ndarray, background: np.ndarray, row0: int, seams: list
     """Pixel counts, field probability sums and polygons of a grown band (labels +
     `id_offset` are seed ids), without pieces under `min_px` pixels of bounding box that
     do not touch a band edge (`seams`, where they may continue)."""
-    counted, pixels, field_sum = _sums_by_label(grown, background)
+    counted, pixels, field_sum = sums_by_label(grown, background)
     geoms, labels = polygonize(grown, row0)
     xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
     on_seam = np.isin(ymin, seams) | np.isin(ymax, seams)
@@ -265,7 +265,7 @@ def _pieces_of(grown: np.ndarray, background: np.ndarray, row0: int, seams: list
                    pixels, field_sum)
 
 
-def _sums_by_label(labels: np.ndarray, background: np.ndarray, chunk: int = 1 << 20
+def sums_by_label(labels: np.ndarray, background: np.ndarray, chunk: int = 1 << 20
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-zero labels present, their pixel counts and their summed PROB_SCALE - background
     (uint8), from a histogram of (label, background) pairs built `chunk` pixels at a time
@@ -299,14 +299,14 @@ def _merge_fields(pool: ThreadPoolExecutor, pieces: list[_Pieces], links: list[n
     owner = field[ids]
     big = total[owner] >= min_px
     geoms, owner, on_seam = geoms[big], owner[big], on_seam[big]
-    geoms[on_seam] = _vertices_across_seams(geoms[on_seam], np.array(seams, float))
+    geoms[on_seam] = vertices_across_seams(geoms[on_seam], np.array(seams, float))
     geoms, owner = _union_at_seams(pool, geoms, owner, on_seam)
     keep = shapely.area(geoms) >= max(1, min_px)
     geoms, owner = geoms[keep], owner[keep]
     return geoms, fsum[owner] / total[owner] / PROB_SCALE
 
 
-def _vertices_across_seams(geoms: np.ndarray, seams: np.ndarray) -> np.ndarray:
+def vertices_across_seams(geoms: np.ndarray, seams: np.ndarray) -> np.ndarray:
     """Polygons with a vertex wherever a vertex of another lies on one of their edges along
     a band edge (rows `seams`): bands are polygonized apart, so an edge that two fields
     share along a band edge has only the vertices of one side in each."""
@@ -352,7 +352,7 @@ def _union_at_seams(pool: ThreadPoolExecutor, geoms: np.ndarray, owner: np.ndarr
                                             for parts, group in zip(merged, groups))]))
 
 
-def _to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:
+def pixels_to_map(geoms: np.ndarray, transform: Affine) -> np.ndarray:
     """Pixel coordinates (col, row) -> map coordinates through the raster's geotransform."""
     if len(geoms) == 0:
         return geoms

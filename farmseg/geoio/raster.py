@@ -68,7 +68,7 @@ class RasterSource:
         self.path = Path(path)
         self.dataset = open_dataset(self.path)
         ds = self.dataset
-        self.grid = Grid(ds.width, ds.height, ds.transform, _parse_crs(crs) if crs else ds.crs)
+        self.grid = Grid(ds.width, ds.height, ds.transform, parse_crs(crs) if crs else ds.crs)
         self.count = ds.count
         self.dtype = ds.dtypes[0]
         self.nodata = ds.nodata
@@ -190,7 +190,7 @@ def _number(text: str | None) -> float:
         return 0.0
 
 
-def _parse_crs(text: str) -> CRS:
+def parse_crs(text: str) -> CRS:
     try:
         return CRS.from_user_input(text)
     except Exception:

@@ -104,9 +104,9 @@ class FineTuneForm(QWidget):
         self.name = named(QLineEdit(), "nameEdit", f"Saved in {user_models_dir()}")
         self.name.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_RE)))
         self.epochs = named(QSpinBox(minimum=1, maximum=500, value=10), "epochsSpin")
-        self.lr = named(QDoubleSpinBox(minimum=0.0, maximum=0.01, decimals=5,
-                                       singleStep=0.0001, value=0.0,
-                                       specialValueText="automatic"), "lrSpin",
+        lr = QDoubleSpinBox(minimum=0.0, maximum=0.01, decimals=5, singleStep=0.0001, value=0.0)
+        lr.setSpecialValueText("automatic")  # shown at the minimum, 0: the trainer chooses
+        self.lr = named(lr, "lrSpin",
                         "Automatic: chosen from how well the model already reads these "
                         "tiles (gentler when it reads them well)")
         self.crop = named(QSpinBox(minimum=64, maximum=1024, singleStep=32, value=256,
