@@ -317,6 +317,20 @@ def test_model_list_shows_new_user_models(window, monkeypatch):
     assert combo.currentText() == "default"
 
 
+def test_the_default_model_is_chosen_by_the_image_pixel_size(window):
+    """The bundled default runs as `--model default` (the bundled model for the raster's
+    pixel size, e.g. the coarse model for 10 m imagery), and the model box says so."""
+    from farmseg.models.bundle import pixel_size_defaults
+
+    panel = window.run_panel
+    assert panel.model.currentText() == "default" and panel.settings().model == "default"
+    for name, low, _ in pixel_size_defaults():
+        if name != "default":
+            assert f"{name} for {low:g} m pixels or coarser" in panel.model_info.text()
+    panel.model.setCurrentIndex(panel.model.findText("fast"))
+    assert panel.settings().model == "fast"
+
+
 UNGUARDED_SCRIPT = """
 import json
 import sys

@@ -26,16 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from farmseg.errors import ModelError
 from farmseg.fields.export import VECTOR_FILTER
 from farmseg.gui.finetune_corrections import EXPLAIN, MyCorrections
 from farmseg.gui.finetune_job import Labels
 from farmseg.gui.widgets import named
 from farmseg.models.bundle import (
-    ModelBundle,
+    bundle_argument,
     bundled_models_dir,
     list_bundles,
-    resolve_bundle_path,
     user_models_dir,
 )
 
@@ -46,15 +44,6 @@ SOURCES = (("folder", "Training folder (images/ + masks/ or fields/)"),
 LABEL_FILTER = ("Images, masks and polygons (*.tif *.tiff *.geojson *.json *.gpkg *.shp);;"
                 "All files (*)")
 NAME_RE = r"[\w][\w .-]{0,79}"  # a plain folder name: no separators, not hidden
-
-
-def base_argument(bundle: ModelBundle) -> str:
-    """How `--base` names a bundle: its folder name when that finds it, else its path."""
-    try:
-        found = resolve_bundle_path(bundle.path.name)
-    except ModelError:
-        return str(bundle.path)
-    return bundle.path.name if found.resolve() == bundle.path.resolve() else str(bundle.path)
 
 
 def _browse_row(edit: QLineEdit, pick: Callable[[], None]) -> QWidget:
@@ -82,12 +71,11 @@ class FineTuneForm(QWidget):
         bundles = list_bundles()
         self.base = named(QComboBox(), "baseCombo")
         for bundle in bundles:
-            self.base.addItem(bundle.name, base_argument(bundle))
+            self.base.addItem(bundle.name, bundle_argument(bundle))
             self.base.setItemData(self.base.count() - 1, bundle.describe(),
                                   Qt.ItemDataRole.ToolTipRole)
-        paths = [str(bundle.path) for bundle in bundles]
-        self.base.setCurrentIndex(paths.index(base) if base in paths
-                                  else max(0, self.base.findText("default")))
+        index = self.base.findData(base)  # `base` as the run panel names it
+        self.base.setCurrentIndex(index if index >= 0 else max(0, self.base.findText("default")))
         self.source = named(QComboBox(), "sourceCombo")
         for key, text in SOURCES:
             self.source.addItem(text, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
 from farmseg.editing.layer import EditableLayer
 from farmseg.gui.widgets import named
 from farmseg.jobs import EtaClock, Progress
-from farmseg.models.bundle import ModelBundle, list_bundles
+from farmseg.models.bundle import ModelBundle, bundle_argument, list_bundles, pixel_size_defaults
 from farmseg.tools.progressbar import format_clock as clock_text
 
 STAGE_TEXT = {"crop": "cropping %p%", "segment": "%v/%m tiles", "vectorize": "vectorizing %p%",
@@ -37,7 +38,7 @@ STAGE_TEXT = {"crop": "cropping %p%", "segment": "%v/%m tiles", "vectorize": "ve
 class RunSettings:
     """What the Segment button runs with."""
 
-    model: str  # bundle folder
+    model: str  # `default` (the bundled model for the pixel size), a bundle name or folder
     device: str  # as chosen: "auto", "cpu" or "cuda"
     tile: int
     overlap: int
@@ -163,7 +164,14 @@ class RunPanel(QWidget):
 
     def _describe_model(self) -> None:
         bundle = self.current_bundle()
-        self.model_info.setText(bundle.describe() if bundle else "no model found")
+        text = bundle.describe() if bundle else "no model found"
+        if bundle is not None and bundle_argument(bundle) == "default":
+            others = [f"{name} for {low:g} m pixels or coarser" if high == math.inf else
+                      f"{name} for {low:g}-{high:g} m pixels"
+                      for name, low, high in pixel_size_defaults() if name != "default"]
+            if others:
+                text += f". Images of other pixel sizes use {', '.join(others)}"
+        self.model_info.setText(text)
 
     def _on_model_changed(self) -> None:
         self._describe_model()
@@ -193,7 +201,7 @@ class RunPanel(QWidget):
 
     def settings(self) -> RunSettings:
         bundle = self.current_bundle()
-        return RunSettings(model=str(bundle.path) if bundle else "default",
+        return RunSettings(model=bundle_argument(bundle) if bundle else "default",
                            device=str(self.device.currentData()), tile=self.tile.value(),
                            overlap=self.overlap.value(), min_area_ha=self.min_area.value(),
                            view_extent=self.extent.currentIndex() == 1)

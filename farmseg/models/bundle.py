@@ -201,6 +201,28 @@ def _default_range(meta_path: Path) -> tuple[float, float]:
         return (0.0, 0.0)
 
 
+def pixel_size_defaults() -> list[tuple[str, float, float]]:
+    """(bundle folder name, low, high) of each bundled model with a `default_for_m` range:
+    what `default` means for rasters of those pixel sizes."""
+    folder = bundled_models_dir()
+    found = []
+    for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
+        low, high = _default_range(sub / META_NAME)
+        if low < high:
+            found.append((sub.name, low, high))
+    return found
+
+
+def bundle_argument(bundle: ModelBundle) -> str:
+    """How `--model`/`--base` name a bundle: its folder name when that finds it, else its
+    path. The bundled default is `default`, which picks the model for the raster's pixel size."""
+    try:
+        found = resolve_bundle_path(bundle.path.name)
+    except ModelError:
+        return str(bundle.path)
+    return bundle.path.name if found.resolve() == bundle.path.resolve() else str(bundle.path)
+
+
 def resolve_bundle_path(name_or_path: str | Path, pixel_size_m: float | None = None) -> Path:
     """Turn `default` (the bundled model suited to `pixel_size_m`, see default_bundle_path),
     a bundle name or a folder path into a bundle folder."""
