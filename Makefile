@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(BUILT_ONNX): %/model.onnx: %/model.safetensors $(STAMP)
-	$(BIN)/farmseg export-onnx --model $*
+	$(BIN)/farmseg export-onnx $*
 
 onnx: $(BUILT_ONNX)
 
@@ -101,11 +101,11 @@ define ship
 	$(BIN)/python -c "import json,pathlib; p=pathlib.Path('models/$(2)/farmseg.json'); \
 		m=json.loads(p.read_text()); m['name']='$(2)'; \
 		p.write_text(json.dumps(m,indent=2,sort_keys=True))"
-	$(BIN)/farmseg export-onnx --model models/$(2)
+	$(BIN)/farmseg export-onnx models/$(2)
 	$(BIN)/farmseg validate --data $(DATA) --model models/$(2) --tune --record
 	$(BIN)/farmseg bench --size 2048 --no-baseline --model models/$(2) --record
 endef
-COARSE_FROM_M ?= 4
+COARSE_FROM_M ?= 6
 
 # the fast model: the default fine-tuned at 2 m pixels (4x fewer network pixels)
 model-fast: $(STAMP)

@@ -19,14 +19,20 @@ def test_default_bundle_is_self_describing():
     assert bundle.meta["training"]["validation"], "provenance lists the validation images"
 
 
-def test_models_lists_both_bundled_models_with_their_measured_f1(capsys):
+def test_models_lists_every_bundled_model_with_its_pixel_size_and_f1(capsys):
     from farmseg.cli import main
+    from farmseg.models.bundle import bundled_models_dir
 
     assert main(["models"]) == 0
-    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
-    for name, pixel in (("default", "1 m"), ("fast", "2 m")):
-        f1 = load_bundle(name).meta["metrics"]["val_field_f1"]
-        assert f", {pixel}, " in lines[name] and f"validation field F1 {f1:.3f}" in lines[name]
+    rows = {row.split()[0]: row.split() for row in capsys.readouterr().out.splitlines()[1:]}
+    shipped = [p.name for p in bundled_models_dir().iterdir() if (p / "farmseg.json").is_file()]
+    assert {"default", "fast", "coarse"} <= set(shipped)
+    for name in shipped:
+        bundle = load_bundle(name)
+        f1 = bundle.meta["metrics"]["val_field_f1"]
+        assert rows[name][1:6] == [bundle.arch, bundle.encoder, f"{bundle.pixel_size_m:g}", "m",
+                                   f"{f1:.3f}"]
+    assert rows["default"][8:10] == ["<", "6"] and rows["coarse"][8:10] == [">=", "6"]
 
 
 def test_round_trip_gives_the_same_predictions(tmp_path):
