@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from farmseg.training.replay import load_replay_samples, padded, replay_scaling
 from farmseg.training.samples import Sample
 from farmseg.training.schedule import steps_per_epoch
 from farmseg.training.verdict import ValidationFields, Verdict, tune_thresholds
+from tests.conftest import SHARED
 
 UTM = CRS.from_epsg(32615)
 
@@ -212,3 +214,21 @@ def test_kept_fine_tuned_weights_store_the_re_tuned_thresholds(tmp_path, two_til
     assert meta["postprocess"] == meta["finetune"]["thresholds"]
     assert (out / "replay.npz").is_file() and meta["replay"]["scaling"]["method"] == "fixed"
     assert _digest(out / "model.safetensors") != _digest(load_bundle("default").weights_path)
+
+
+@pytest.mark.parametrize("pixel_size", [None, 2.0])
+def test_a_replay_set_is_made_at_the_model_pixel_size(labeled_dir, tmp_path, pixel_size):
+    """The rehearsal crops of a model for coarse pixels are crops of its training images at
+    its own pixel size (1 m crops shrunk to 10 m would be a few pixels of context)."""
+    from farmseg.training.replay import build_replay_set
+
+    names = sorted(p.stem for p in (labeled_dir / "images").glob("*.tif"))
+    shutil.copyfile(SHARED.parent / "LICENSE", labeled_dir.parent / "LICENSE")
+    (tmp_path / "bundle").mkdir()
+    build_replay_set(labeled_dir, names, tmp_path / "bundle", pixel_size=pixel_size)
+    samples = load_replay_samples(tmp_path / "bundle")
+    side = 160 if pixel_size is None else 80  # the 160 x 192 px crops; halved at 2 m
+    assert {s.shape for s in samples} == {(side, side)}
+    assert {s.pixel_size for s in samples} == {pixel_size or 1.0}
+    assert all(set(np.unique(s.mask)) <= {0, 1, 2} for s in samples)
+    assert (tmp_path / "bundle" / "replay-LICENSE.txt").read_text().startswith("The crops")

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.transform import Affine
 
 from farmseg.errors import ModelError
 from farmseg.geoio.atomic import atomic_file
-from farmseg.training.samples import Sample, resampled
+from farmseg.training.samples import Sample, load_sample, resampled
 
 REPLAY_NAME = "replay.npz"
 REPLAY_LICENSE_NAME = "replay-LICENSE.txt"
@@ -31,28 +30,35 @@ CROP = 192
 CROPS_PER_IMAGE = 2
 
 
-def _crop_origins(height: int, width: int, count: int, rng: random.Random
+def _crop_origins(height: int, width: int, size: int, count: int, rng: random.Random
                   ) -> list[tuple[int, int]]:
-    return [(rng.randrange(0, height - CROP + 1), rng.randrange(0, width - CROP + 1))
+    """`count` random origins of size x size crops (one when the crop is the whole image)."""
+    if (height, width) == (size, size):
+        return [(0, 0)]
+    return [(rng.randrange(0, height - size + 1), rng.randrange(0, width - size + 1))
             for _ in range(count)]
 
 
-def build_replay_set(data_dir: Path, names: list[str], bundle_dir: Path, seed: int = 0) -> Path:
+def build_replay_set(data_dir: Path, names: list[str], bundle_dir: Path, seed: int = 0,
+                     pixel_size: float | None = None) -> Path:
     """Write `CROPS_PER_IMAGE` random crops of each named training image (images/NAME.tif,
-    masks/NAME.tif) and the data set's LICENSE into `bundle_dir`."""
+    masks/NAME.tif), resampled to `pixel_size` metres first when given (the model's own,
+    for a model trained at a coarser pixel size), and the data set's LICENSE into
+    `bundle_dir`."""
     rng = random.Random(seed)
-    images, masks = [], []
-    pixel_sizes = set()
-    for name in names:
-        with rasterio.open(data_dir / "images" / f"{name}.tif") as img, \
-                rasterio.open(data_dir / "masks" / f"{name}.tif") as msk:
-            pixel_sizes.add(round(abs(img.transform.a), 3))
-            for row, col in _crop_origins(img.height, img.width, CROPS_PER_IMAGE, rng):
-                window = ((row, row + CROP), (col, col + CROP))
-                images.append(img.read(window=window).astype(np.uint8))
-                masks.append(msk.read(1, window=window).astype(np.uint8))
+    samples = [load_sample(data_dir / "images" / f"{name}.tif",
+                           data_dir / "masks" / f"{name}.tif") for name in names]
+    if pixel_size:
+        samples = [resampled(sample, pixel_size) for sample in samples]
+    pixel_sizes = {round(sample.pixel_size, 3) for sample in samples}
     if len(pixel_sizes) != 1:
         raise ModelError(data_dir, f"replay images differ in pixel size: {sorted(pixel_sizes)}")
+    size = min([CROP] + [min(sample.shape) for sample in samples])
+    images, masks = [], []
+    for sample in samples:
+        for row, col in _crop_origins(*sample.shape, size, CROPS_PER_IMAGE, rng):
+            images.append(sample.image[:, row:row + size, col:col + size].astype(np.uint8))
+            masks.append(sample.mask[row:row + size, col:col + size].astype(np.uint8))
     target = bundle_dir / REPLAY_NAME
     with atomic_file(target) as tmp, open(tmp, "wb") as out:
         np.savez_compressed(out, images=np.stack(images), masks=np.stack(masks),
@@ -129,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(str(args.bundle))
     held_out = {n.split("[")[0] for n in bundle.meta["training"]["validation"]}
     names = sorted(p.stem for p in (args.data / "images").glob("*.tif") if p.stem not in held_out)
-    path = build_replay_set(args.data, names, args.bundle)
-    print(f"{path}: {len(names) * CROPS_PER_IMAGE} crops of {CROP} px from {len(names)} images "
+    path = build_replay_set(args.data, names, args.bundle, pixel_size=bundle.pixel_size_m)
+    with np.load(path, allow_pickle=False) as data:
+        shape = data["images"].shape
+    print(f"{path}: {shape[0]} crops of {shape[-1]} px from {len(names)} images "
           f"({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
