@@ -90,6 +90,7 @@ model-coarse: $(STAMP)
 		--encoder efficientnet-lite0 --pixel-size 10 --tile 96 --batch 8 --epochs 60 \
 		--val-fraction 0.2 --seed 0 --scale-jitter 0.25 --checkpoint
 	$(call ship,runs/coarse,coarse)
+	$(BIN)/python -m farmseg.training.replay --data $(DATA) --bundle models/coarse
 	$(BIN)/python -c "import json,pathlib; p=pathlib.Path('models/coarse/farmseg.json'); \
 		m=json.loads(p.read_text()); m['default_for_m']=[$(COARSE_FROM_M),None]; \
 		p.write_text(json.dumps(m,indent=2,sort_keys=True))"
