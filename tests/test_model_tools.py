@@ -62,6 +62,7 @@ def test_validate_prints_figures_and_records_them_in_the_bundle(scored_model, ca
     assert metrics["val_field_f1"] == pytest.approx(_f1(lines["seeded"]), abs=6e-4)
     assert metrics["val_field_f1_threshold_only"] == pytest.approx(
         _f1(lines["threshold only"]), abs=6e-4)
+    assert metrics["val_field_f1_untuned"] == metrics["val_field_f1"]  # not tuned here
     assert sorted(metrics["validation_images"]) == sorted(
         json.loads((model / "farmseg.json").read_text())["training"]["validation"])
     assert 0 <= metrics["val_pixel_iou"] <= 1

@@ -181,6 +181,7 @@ def record_metrics(bundle: ModelBundle, results: dict) -> None:
         "val_field_f1_threshold_only": round(results["threshold"].f1, 4),
         "val_field_f1_watershed": round(results["watershed"].f1, 4),
         "val_pixel_iou_threshold_only": round(results["threshold"].pixel_iou, 4),
+        "val_field_f1_untuned": round(results["seeded"].f1, 4),  # the bundle's thresholds
         "scoring": "polygons >= 0.1 ha rasterized on the image grid; match at IoU >= 0.5",
     })
     metrics.pop("validation_pixel_size_m", None)
