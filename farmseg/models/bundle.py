@@ -141,7 +141,8 @@ class ModelBundle:
         f1 = self.meta.get("metrics", {}).get("val_field_f1")
         scored = f", validation field F1 {f1:.3f}" if f1 is not None else ""
         speed = self.mpix_per_s
-        timed = f", {speed:g} MPix/s on {self.meta['speed']['cpu']}" if speed else ""
+        cpu = str(self.meta.get("speed", {}).get("cpu", "")).split(" [")[0]  # without flags
+        timed = f", {speed:g} MPix/s on {cpu}" if speed else ""
         return (
             f"{self.name}{partial}: {self.arch}/{self.encoder}, bands {self.band_names} "
             f"{self.dtype}, {px}, classes {self.classes}{scored}{timed}"
