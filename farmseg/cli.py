@@ -49,8 +49,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"model written to {result['bundle']}")
     if result.get("val_field_f1") is not None:
         print(f"validation ({len(result['validation'])} tiles)  field pixel IoU  field F1")
-        if result.get("base_val_field_iou") is not None:
-            print(f"  base {args.base:<22} {result['base_val_field_iou']:.3f}        "
+        if result.get("base_val_field_iou") is not None:  # the base, or where a resume began
+            start = args.base or f"{Path(args.out).name} (resumed)"
+            print(f"  base {start:<22} {result['base_val_field_iou']:.3f}        "
                   f"{result['base_val_field_f1']:.3f}")
         print(f"  {'trained' if args.base is None else 'fine-tuned':<27} "
               f"{result['val_field_iou']:.3f}        {result['val_field_f1']:.3f}")

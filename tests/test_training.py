@@ -52,6 +52,26 @@ def test_fine_tune_from_the_cli_prints_before_and_after(tmp_path, labeled_dir, c
     assert pyogrio.read_info(fields)["features"] >= 0
 
 
+def test_resuming_a_run_continues_from_its_bundle_and_reports_where_it_began(
+        tmp_path, labeled_dir, capsys):
+    out = tmp_path / "model"
+    common = ["train", "--data", str(labeled_dir), "--out", str(out), "--arch", "unet",
+              "--encoder", "mobilenet_v2", "--epochs", "1", "--tile", "64", "--batch", "4",
+              "--val-fraction", "0.3", "-q"]
+    assert main(common) == 0
+    first = json.loads((out / "farmseg.json").read_text())
+    capsys.readouterr()
+    assert main([*common, "--resume"]) == 0
+    text = capsys.readouterr().out
+    start = next(line for line in text.splitlines() if line.startswith("  base "))
+    assert start.split()[1:3] == ["model", "(resumed)"]
+    # where the resume began: the first run's figures, scored again
+    assert float(start.split()[-1]) == pytest.approx(first["metrics"]["val_field_f1"],
+                                                     abs=6e-4)
+    meta = json.loads((out / "farmseg.json").read_text())
+    assert meta["partial"] is False and meta["training"]["base"] == "model"
+
+
 def test_training_without_validation_claims_no_validation_figures(tmp_path, labeled_dir):
     from farmseg.training.trainer import TrainConfig, train_job
 
