@@ -322,6 +322,13 @@ def _wait_for_tiles(process: subprocess.Popen, stderr: list[bytes], fraction: fl
     pytest.fail("no segment progress: " + b"".join(stderr).decode(errors="replace"))
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C as in a terminal, even when the tests run in the background
+    (a background job starts with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # The start-up moment is 0.4 s in: a signal in the first milliseconds lands while the
 # interpreter itself starts (before any farmseg code can run) and is handled by Python.
 @pytest.mark.parametrize("moment", ["start-up", "first tile", "half the tiles"])
@@ -333,7 +340,7 @@ def test_ctrl_c_at_any_moment_exits_130_cleanly(tmp_path, moment):
     process = subprocess.Popen([sys.executable, "-m", "farmseg", "segment", str(image), "-o",
                                 str(out / "f.gpkg"), "--tile", "64", "--overlap", "16",
                                 "--batch", "1"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, preexec_fn=_interruptible)
     stderr: list[bytes] = []
     reader = threading.Thread(target=lambda: stderr.extend(iter(process.stderr.read1, b"")))
     reader.start()
