@@ -77,8 +77,9 @@ def resampled_pair(image: Path, ref: Path, pixel_size: float, work: Path
     for path, array, prof in ((image, resized.astype(pixels.dtype), profile),
                               (ref, resize_nearest(instances, nh, nw), ref_profile)):
         target = work / f"{path.parent.name}_{path.name}"
-        prof = {**prof, "width": nw, "height": nh, "transform": transform}
-        prof.pop("blockxsize", None), prof.pop("blockysize", None), prof.pop("tiled", None)
+        prof = {key: value for key, value in prof.items()
+                if key not in ("blockxsize", "blockysize", "tiled")}  # a small striped copy
+        prof.update(width=nw, height=nh, transform=transform)
         with rasterio.open(target, "w", **prof) as dst:
             dst.write(array)
         out.append(target)
