@@ -118,3 +118,18 @@ def test_a_model_trained_for_coarser_pixels_is_validated_at_them(labeled_dir, tm
     own = split_samples(TrainConfig(data=str(labeled_dir), out="o", val_fraction=0.5)
                         .resolved(), samples, None)[1]
     assert [s.shape for s in val] == [(h // 2, w // 2) for h, w in (s.shape for s in own)]
+
+
+def test_a_warning_about_the_validation_tiles_is_said_once_per_run(tmp_path, capsys):
+    """Resampling warnings name temporary validation files the user never sees; repeated
+    for every tile at every epoch they buried the training progress."""
+    from farmseg.training.validating import ValidationImages
+
+    images = ValidationImages([], tmp_path)
+    for epoch in range(3):
+        for tile in range(4):
+            images.warn_once(f"{tmp_path}/val_{tile}.tif: 10.00 m pixels, model 'default' was "
+                             "trained on 1 m; its input is resampled")
+    assert capsys.readouterr().err.splitlines() == [
+        "farmseg: warning: validation tiles: 10.00 m pixels, model 'default' was trained on "
+        "1 m; its input is resampled"]

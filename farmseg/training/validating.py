@@ -4,6 +4,7 @@ tiled inference (no torch here: the caller brings the predictor)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,15 @@ class ValidationImages:
     def __init__(self, samples: list[Sample], folder: Path) -> None:
         self.folder = folder
         self.paths = [write_sample(s, folder / f"val_{i}.tif") for i, s in enumerate(samples)]
+        self._warned: set[str] = set()
+
+    def warn_once(self, text: str) -> None:
+        """An inference warning about the validation tiles (temporary files the user never
+        sees), said once per run instead of once per tile and epoch."""
+        problem = text.split(": ", 1)[-1]
+        if problem not in self._warned:
+            self._warned.add(problem)
+            sys.stderr.write(f"farmseg: warning: validation tiles: {problem}\n")
 
     def probabilities(self, meta: dict[str, Any], predictor: Predictor) -> list[np.ndarray]:
         """Class probabilities (C, h, w) of each sample, from the model that `meta` describes
@@ -55,7 +65,8 @@ class ValidationImages:
         for path in self.paths:
             prob_path = path.with_name(f"{path.stem}_prob.tif")
             with RasterSource(path) as source:
-                drain(infer_job(source, bundle, predictor, settings, prob_path))
+                drain(infer_job(source, bundle, predictor, settings, prob_path,
+                                warn=self.warn_once))
             with rasterio.open(prob_path) as src:
                 probs.append(src.read().astype(np.float32) / PROB_SCALE)
         return probs
