@@ -379,3 +379,14 @@ def test_a_script_without_a_main_guard_can_segment(sample_crop, tmp_path):
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["fields"] > 0 and result["export"], result
     assert result["max_gap_ms"] < 250, result
+
+
+def test_every_edit_tool_shows_at_1000_px_and_one_row_suffices_when_wide(window, qtbot):
+    from PySide6.QtWidgets import QToolBar
+
+    tools = window.findChild(QToolBar, "editToolBar")
+    hidden = [a.text() for a in tools.actions() if not tools.widgetForAction(a).isVisible()]
+    assert window.width() == 1000 and hidden == []  # none behind the overflow arrow
+    assert window.toolBarBreak(tools)
+    window.resize(1600, 700)
+    qtbot.waitUntil(lambda: not window.toolBarBreak(tools))

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QResizeEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QStyle, QVBoxLayout, QWidget
 
 from farmseg import __version__
@@ -154,6 +154,22 @@ class MainWindow(QMainWindow):
         for action in (*self.edit_actions.tools.actions(), self.edit_actions.undo,
                        self.edit_actions.redo):
             tools.addAction(action)
+        self._toolbars = (toolbar, tools)
+
+    def _fit_toolbars(self) -> None:
+        """The edit tools go on a row of their own when both toolbars do not fit in one (the
+        tools hidden behind the overflow arrow were easy to miss)."""
+        main, tools = self._toolbars
+        needed = main.sizeHint().width() + tools.sizeHint().width() + 16
+        wrapped = self.toolBarBreak(tools)
+        if self.width() < needed and not wrapped:
+            self.insertToolBarBreak(tools)
+        elif self.width() >= needed and wrapped:
+            self.removeToolBarBreak(tools)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_toolbars()
 
     def _create_menus(self) -> None:
         bar = self.menuBar()
