@@ -126,7 +126,7 @@ def test_a_warning_about_the_validation_tiles_is_said_once_per_run(tmp_path, cap
     from farmseg.training.validating import ValidationImages
 
     images = ValidationImages([], tmp_path)
-    for epoch in range(3):
+    for _epoch in range(3):
         for tile in range(4):
             images.warn_once(f"{tmp_path}/val_{tile}.tif: 10.00 m pixels, model 'default' was "
                              "trained on 1 m; its input is resampled")
