@@ -165,9 +165,10 @@ def models_table(bundles: list[ModelBundle]) -> str:
              "default for", "folder")]
     for b in bundles:
         metrics = b.meta.get("metrics", {})
-        low, high = b.meta.get("default_for_m") or (None, None)
-        default_for = (f"{low:g}-{high:g} m" if low and high else f"< {high:g} m" if high
-                       else f">= {low:g} m" if low else "all" if b.name == "default" else "-")
+        low, high = default_range(b.meta)
+        default_for = ("all" if b.name == "default" else "-") if low >= high else (
+            f"< {high:g} m" if not low else f">= {low:g} m" if high == math.inf
+            else f"{low:g}-{high:g} m")
         rows.append((b.name + (" (partial)" if b.meta.get("partial") else ""), b.arch,
                      b.encoder, f"{b.pixel_size_m:g} m" if b.pixel_size_m else "any",
                      cell(metrics.get("val_field_f1"), ".3f"),
@@ -184,21 +185,20 @@ def default_bundle_path(pixel_size_m: float | None = None) -> Path:
     one whose `default_for_m` range [low, high) holds it (e.g. the coarse-imagery model for
     5-10 m pixels); `models/default` when none does or the pixel size is unknown."""
     if pixel_size_m:
-        folder = bundled_models_dir()
-        for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
-            low, high = _default_range(sub / META_NAME)
+        for name, low, high in pixel_size_defaults():
             if low <= pixel_size_m < high:
-                return sub
+                return bundled_models_dir() / name
     return bundled_models_dir() / "default"
 
 
-def _default_range(meta_path: Path) -> tuple[float, float]:
-    """A bundle's `default_for_m` range of raster pixel sizes (empty when it has none)."""
+def default_range(meta: dict[str, Any]) -> tuple[float, float]:
+    """A bundle's `default_for_m` range [low, high) of raster pixel sizes (0 and inf for an
+    open end; empty, (0, 0), when it has none or it is malformed)."""
+    value: Any = meta.get("default_for_m")
     try:
-        value = json.loads(meta_path.read_text(encoding="utf-8")).get("default_for_m")
         low, high = value
         return (float(low or 0.0), float(high or math.inf))
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError):
         return (0.0, 0.0)
 
 
@@ -208,7 +208,11 @@ def pixel_size_defaults() -> list[tuple[str, float, float]]:
     folder = bundled_models_dir()
     found = []
     for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
-        low, high = _default_range(sub / META_NAME)
+        try:
+            meta = json.loads((sub / META_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        low, high = default_range(meta) if isinstance(meta, dict) else (0.0, 0.0)
         if low < high:
             found.append((sub.name, low, high))
     return found
