@@ -247,6 +247,15 @@ def resize_bands(image: np.ndarray, height: int, width: int) -> np.ndarray:
                      for band in image.astype(np.float32)])
 
 
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(bands, h, w) imagery resized as resize_bands does, kept in its own dtype (integer
+    values rounded): a stored copy of the raster at another pixel size."""
+    resized = resize_bands(image, height, width)
+    if np.issubdtype(image.dtype, np.integer):
+        resized = np.rint(resized)
+    return resized.astype(image.dtype)
+
+
 def resampled_shape(height: int, width: int, factor: float, minimum: int = 32
                     ) -> tuple[int, int]:
     """The size of a (height, width) grid whose pixels are `factor` times larger, at least

@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import rasterio
 from rasterio import Affine
 
@@ -22,7 +21,7 @@ from farmseg.geoio.raster import (
     RasterSource,
     close_pixel_sizes,
     resampled_shape,
-    resize_bands,
+    resize_image,
     resize_nearest,
 )
 from farmseg.jobs import Job, Progress, drain
@@ -69,12 +68,9 @@ def resampled_pair(image: Path, ref: Path, pixel_size: float, work: Path
         instances, ref_profile = src.read(), src.profile
     h, w = pixels.shape[1:]
     nh, nw = resampled_shape(h, w, pixel_size / own)
-    resized = resize_bands(pixels, nh, nw)
-    if np.issubdtype(pixels.dtype, np.integer):
-        resized = np.rint(resized)
     transform = profile["transform"] * Affine.scale(w / nw, h / nh)
     out = []
-    for path, array, prof in ((image, resized.astype(pixels.dtype), profile),
+    for path, array, prof in ((image, resize_image(pixels, nh, nw), profile),
                               (ref, resize_nearest(instances, nh, nw), ref_profile)):
         target = work / f"{path.parent.name}_{path.name}"
         prof = {key: value for key, value in prof.items()

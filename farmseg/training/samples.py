@@ -21,7 +21,7 @@ from farmseg.geoio.raster import (
     RasterSource,
     close_pixel_sizes,
     resampled_shape,
-    resize_bands,
+    resize_image,
     resize_nearest,
 )
 from farmseg.training.corrections import find_reviewed, load_correction_labels, reviewed_window
@@ -187,14 +187,12 @@ def resampled(sample: Sample, pixel_size: float) -> Sample:
     factor = pixel_size / sample.pixel_size
     h, w = sample.shape
     nh, nw = resampled_shape(h, w, factor, MIN_CROP)
-    image = resize_bands(sample.image, nh, nw)
-    if np.issubdtype(sample.image.dtype, np.integer):
-        image = np.rint(image)
+    image = resize_image(sample.image, nh, nw)
     instances = (None if sample.instances is None
                  else resize_nearest(sample.instances, nh, nw))
     mask = (resize_nearest(sample.mask, nh, nw) if instances is None
             else boundary_from_instances(instances))
-    return Sample(sample.name, image.astype(sample.image.dtype), mask,
+    return Sample(sample.name, image, mask,
                   resize_nearest(sample.valid, nh, nw),
                   sample.dtype, pixel_size, sample.files,
                   sample.transform * Affine.scale(w / nw, h / nh), sample.crs, instances)
