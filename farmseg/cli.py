@@ -32,7 +32,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          batch=args.batch, lr=args.lr, val_fraction=args.val_fraction,
                          freeze_encoder=args.freeze_encoder, device=args.device,
                          precision=args.precision, seed=args.seed, resume=args.resume,
-                         checkpoint=args.checkpoint, scale_jitter=args.scale_jitter,
+                         checkpoint=args.checkpoint, scale_jitter=args.scale_jitter, loss=args.loss,
                          pixel_size=args.pixel_size, replay_share=args.replay_share,
                          keep_finetuned=args.keep_finetuned)
     bar = ProgressBar(args.quiet)
@@ -299,6 +299,9 @@ def _add_train(sub: _Commands) -> None:
                         "then resamples any raster to it)")
     p.add_argument("--scale-jitter", type=float, default=0.0,
                    help="resample crops by a random factor up to 1 + this (e.g. 0.3)")
+    p.add_argument("--loss", choices=("ce-dice", "prue"), default="ce-dice",
+                   help="ce-dice: cross entropy weighted 1:1:3 plus Dice; prue: weighted "
+                        "0.05:0.2:0.75 (background, field, boundary) plus log-cosh Dice")
     p.add_argument("--resume", action="store_true",
                    help="continue from the weights in --out (optimizer state is not kept)")
     p.add_argument("--checkpoint", action="store_true",

@@ -74,7 +74,7 @@ def _inside(sample: Sample, areas: shapely.Geometry) -> np.ndarray:
 
 def test_pixels_outside_the_reviewed_areas_do_not_count(corrections_dir):
     torch = pytest.importorskip("torch")
-    from farmseg.training.trainer import segmentation_loss
+    from farmseg.training.losses import segmentation_loss
 
     (image, label), = find_labeled_pairs(corrections_dir)
     sample = load_sample(image, label)
@@ -171,3 +171,21 @@ def test_exported_corrections_are_a_training_folder(tmp_path, corrections_dir):
         image, find_labeled_pairs(corrections_dir)[0][1]).valid.sum()
     kept, _, _ = read_layer(label)
     assert 0 < len(kept) < len(layer)
+
+
+def test_the_prue_loss_weighs_a_missed_boundary_above_a_missed_background_pixel():
+    torch = pytest.importorskip("torch")
+    from farmseg.training.losses import LOSSES, segmentation_loss
+
+    target = torch.tensor([[[0, 1, 2, 1]]])  # background, field, boundary, field
+
+    def loss_when_wrong_at(column: int, recipe: str) -> float:
+        logits = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 6
+        logits[0, :, 0, column] = torch.tensor([0.0, 6.0, 0.0])  # says field there
+        weights = torch.tensor(LOSSES[recipe].class_weights)
+        return float(segmentation_loss(logits, target, weights, LOSSES[recipe].log_cosh_dice))
+
+    def boundary_over_background(recipe: str) -> float:
+        return loss_when_wrong_at(2, recipe) / loss_when_wrong_at(0, recipe)
+
+    assert boundary_over_background("prue") > 2 * boundary_over_background("ce-dice")

@@ -72,6 +72,28 @@ def test_resuming_a_run_continues_from_its_bundle_and_reports_where_it_began(
     assert meta["partial"] is False and meta["training"]["base"] == "model"
 
 
+def test_a_resumed_run_holds_out_the_images_it_validated_on_whatever_the_seed(tmp_path):
+    from farmseg.training.samples import find_labeled_pairs, load_sample, split_validation
+
+    names = sorted(p.stem for p in (SHARED / "images").glob("*.tif"))[:5]
+    data = tmp_path / "data"
+    for name in names:
+        for sub in ("images", "masks"):
+            write_crop(SHARED / sub / f"{name}.tif", data / sub / f"{name}.tif", 0, 0, 96, 96)
+    samples = [load_sample(*pair) for pair in find_labeled_pairs(data)]
+    held_out = [s.name for s in split_validation(samples, 0.2, 0)[1]]
+    other_seed = next(seed for seed in range(1, 50)
+                      if [s.name for s in split_validation(samples, 0.2, seed)[1]] != held_out)
+    out = tmp_path / "model"
+    common = ["train", "--data", str(data), "--out", str(out), "--arch", "unet",
+              "--encoder", "mobilenet_v2", "--epochs", "1", "--tile", "64", "--batch", "2",
+              "--val-fraction", "0.2", "-q"]
+    assert main([*common, "--seed", "0"]) == 0
+    assert json.loads((out / "farmseg.json").read_text())["training"]["validation"] == held_out
+    assert main([*common, "--seed", str(other_seed), "--resume"]) == 0
+    assert json.loads((out / "farmseg.json").read_text())["training"]["validation"] == held_out
+
+
 def test_training_without_validation_claims_no_validation_figures(tmp_path, labeled_dir):
     from farmseg.training.trainer import TrainConfig, train_job
 

@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     checkpoint: bool = False  # also write the best epoch (marked partial) as training goes
+    loss: str = "ce-dice"  # a recipe of training.losses.LOSSES
     scale_jitter: float = 0.0  # crops resampled by a random factor in [1/(1+j), 1+j]
     pixel_size: float | None = None  # train at this pixel size (m); None: the base's
     replay_share: float | None = None  # fine-tuning: share of each batch from the base's

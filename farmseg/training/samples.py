@@ -225,6 +225,17 @@ def split_validation(samples: list[Sample], fraction: float, seed: int
     return train, val
 
 
+def split_by_names(samples: list[Sample], names: list[str]
+                   ) -> tuple[list[Sample], list[Sample]] | None:
+    """(training, validation) with the whole images named `names` held out; None when a
+    name is not one of the samples (or names a strip, as small data sets validate on)."""
+    wanted = set(names)
+    if not wanted or not wanted <= {s.name for s in samples}:
+        return None
+    return ([s for s in samples if s.name not in wanted],
+            [s for s in samples if s.name in wanted])
+
+
 def sub_sample(sample: Sample, window: tuple[slice, slice], tag: str) -> Sample:
     """The part of `sample` in `window` (rows, cols with non-negative starts), named
     `name[tag]`, on its own grid."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from farmseg.errors import InputError, UsageError
 from farmseg.jobs import Job, Progress
@@ -43,6 +42,7 @@ from farmseg.training.bundle_output import (
 )
 from farmseg.training.config import Familiarity, TrainConfig
 from farmseg.training.crops import CropSampler, RehearsalSampler, choose_scaling
+from farmseg.training.losses import LOSSES, segmentation_loss
 from farmseg.training.metadata import (
     Figures,
     ModelFacts,
@@ -56,6 +56,7 @@ from farmseg.training.samples import (
     images_pixel_size,
     load_sample,
     resampled,
+    split_by_names,
     split_validation,
 )
 from farmseg.training.schedule import FINETUNE_PASSES, steps_per_epoch
@@ -64,7 +65,6 @@ from farmseg.training.validating import ValidationImages
 from farmseg.training.verdict import Verdict, judge
 
 CPU = torch.device("cpu")
-CLASS_WEIGHTS = (1.0, 1.0, 3.0)  # boundary pixels are rare (about 4 %)
 DEFAULT_POSTPROCESS = {"field_threshold": 0.5, "seed_threshold": 0.5, "boundary_threshold": 0.5}
 
 
@@ -110,21 +110,6 @@ def training_autocast(device: torch.device, precision: str) -> torch.dtype | Non
     return None
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
-                      weights: torch.Tensor) -> torch.Tensor:
-    """Class-weighted cross entropy plus soft Dice over the three classes."""
-    ce = F.cross_entropy(logits, target, weight=weights, ignore_index=-100)
-    probs = torch.softmax(logits, dim=1)
-    valid = (target >= 0).unsqueeze(1)
-    onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2)
-    onehot = onehot * valid
-    probs = probs * valid
-    inter = (probs * onehot).sum(dim=(0, 2, 3))
-    denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    dice = 1 - ((2 * inter + 1) / (denom + 1)).mean()
-    return ce + dice
-
-
 def load_samples(config: TrainConfig, base: ModelBundle | None) -> list[Sample]:
     """The labeled images at their own pixel size, checked to be of one kind."""
     samples = [load_sample(img, lbl, base.bands if base else None,
@@ -144,14 +129,20 @@ def training_pixel_size(config: TrainConfig, base: ModelBundle | None) -> float 
     return config.pixel_size or (base.pixel_size_m if base else None)
 
 
-def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float | None
-                  ) -> tuple[list[Sample], list[Sample]]:
+def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float | None,
+                  resumed: ModelBundle | None = None) -> tuple[list[Sample], list[Sample]]:
     """(training samples at the training pixel size, validation samples scored the way
     `segment` would score them: on their own grid, or resampled to an asked `--pixel-size`,
     the grid of the imagery such a model is made for). Fine-tuning validates on a block of
-    each labelled area (blocks.py), training from scratch on whole images or strips."""
+    each labelled area (blocks.py), training from scratch on whole images or strips; a
+    resumed run on the images it validated on before holds out those again (whatever
+    `--seed` now says), so it never trains on its own validation images."""
     fraction = config.val_fraction or 0.0
-    if config.fine_tuning:
+    recorded = resumed.meta.get("training", {}).get("validation", []) if resumed else []
+    again = split_by_names(samples, recorded) if fraction > 0 else None
+    if again is not None:
+        train, val = again
+    elif config.fine_tuning:
         train, val = split_blocks(samples, fraction)
     else:
         train, val = split_validation(samples, fraction, config.seed)
@@ -236,6 +227,7 @@ class Optimization:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     sampler: RehearsalSampler
     class_weights: torch.Tensor
+    log_cosh_dice: bool
     autocast: torch.dtype | None
     steps: int  # per epoch
 
@@ -303,8 +295,10 @@ def make_optimization(config: TrainConfig, model: torch.nn.Module, device: torch
     autocast = training_autocast(device, config.precision)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   warmup_cosine(steps * config.epochs))
-    weights = torch.tensor(CLASS_WEIGHTS, device=device)
-    return Optimization(model, device, optimizer, scheduler, sampler, weights, autocast, steps)
+    recipe = LOSSES[config.loss]
+    weights = torch.tensor(recipe.class_weights, device=device)
+    return Optimization(model, device, optimizer, scheduler, sampler, weights,
+                        recipe.log_cosh_dice, autocast, steps)
 
 
 def start_run(config: TrainConfig) -> TrainingRun:
@@ -317,7 +311,8 @@ def start_run(config: TrainConfig) -> TrainingRun:
     if config.resume:
         base = load_bundle(config.out)
     samples = load_samples(config, base)
-    train, val = split_samples(config, samples, training_pixel_size(config, base))
+    train, val = split_samples(config, samples, training_pixel_size(config, base),
+                               base if config.resume else None)
     crop = crop_size(config, train)
     scaling = choose_scaling(train, base.meta if base else None)
     model, arch, encoder = build_model(config, base, samples[0].image.shape[0])
@@ -339,7 +334,7 @@ def train_step(opt: Optimization, batch: int) -> float:
     y = torch.from_numpy(masks).to(opt.device)
     with torch.autocast(opt.device.type, dtype=opt.autocast, enabled=opt.autocast is not None):
         logits = opt.model(x)
-    loss = segmentation_loss(logits.float(), y, opt.class_weights)
+    loss = segmentation_loss(logits.float(), y, opt.class_weights, opt.log_cosh_dice)
     opt.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     opt.optimizer.step()
