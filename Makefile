@@ -59,10 +59,14 @@ model: $(STAMP)
 	$(BIN)/farmseg train --data $(DATA) --out runs/model_stage1 --arch unet \
 		--encoder efficientnet-lite0 --epochs 24 --tile 256 --batch 8 --val-fraction 0.2 \
 		--seed 0 --checkpoint
-	# stage 2: continued on 384 px crops (more context per field) at a lower learning rate
-	$(BIN)/farmseg train --data $(DATA) --base runs/model_stage1 --out models/default \
-		--epochs 30 --tile 384 --batch 6 --lr 3e-4 --val-fraction 0.2 --seed 0 --checkpoint
-	$(BIN)/farmseg validate --data $(DATA) --model default --tune --record
+	# stage 2: continued on 384 px crops (more context per field) at a lower learning rate;
+	# `--resume` keeps stage 1's held-out images and its epochs (--base would fine-tune)
+	rm -rf runs/model_stage2 && cp -r runs/model_stage1 runs/model_stage2
+	$(BIN)/farmseg train --data $(DATA) --out runs/model_stage2 --arch unet \
+		--encoder efficientnet-lite0 --epochs 30 --tile 384 --batch 6 --lr 3e-4 \
+		--val-fraction 0.2 --seed 0 --checkpoint --resume
+	$(call ship,runs/model_stage2,default)
+	$(BIN)/python -m farmseg.training.replay --data $(DATA) --bundle models/default
 	$(BIN)/farmseg quantize --data $(DATA) --model default --variants int8 bf16
 
 # the seed paper's system, opt-in (slower than the default): DeepLabV3+ on imgsim's

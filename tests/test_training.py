@@ -72,7 +72,7 @@ def test_resuming_a_run_continues_from_its_bundle_and_reports_where_it_began(
     assert meta["partial"] is False and meta["training"]["base"] == "model"
 
 
-def test_a_resumed_run_holds_out_the_images_it_validated_on_whatever_the_seed(tmp_path):
+def test_later_stages_hold_out_the_images_the_first_validated_on_whatever_the_seed(tmp_path):
     from farmseg.training.samples import find_labeled_pairs, load_sample, split_validation
 
     names = sorted(p.stem for p in (SHARED / "images").glob("*.tif"))[:5]
@@ -92,6 +92,11 @@ def test_a_resumed_run_holds_out_the_images_it_validated_on_whatever_the_seed(tm
     assert json.loads((out / "farmseg.json").read_text())["training"]["validation"] == held_out
     assert main([*common, "--seed", str(other_seed), "--resume"]) == 0
     assert json.loads((out / "farmseg.json").read_text())["training"]["validation"] == held_out
+    # a stage from it as --base (fine-tuning would validate on a block of every image)
+    tuned = tmp_path / "tuned"
+    assert main([*common[:4], str(tuned), "--base", str(out), "--epochs", "1", "--tile", "64",
+                 "--batch", "2", "--keep-finetuned", "-q"]) == 0
+    assert json.loads((tuned / "farmseg.json").read_text())["training"]["validation"] == held_out
 
 
 def test_training_without_validation_claims_no_validation_figures(tmp_path, labeled_dir):

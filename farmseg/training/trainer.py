@@ -130,15 +130,15 @@ def training_pixel_size(config: TrainConfig, base: ModelBundle | None) -> float 
 
 
 def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float | None,
-                  resumed: ModelBundle | None = None) -> tuple[list[Sample], list[Sample]]:
+                  base: ModelBundle | None = None) -> tuple[list[Sample], list[Sample]]:
     """(training samples at the training pixel size, validation samples scored the way
     `segment` would score them: on their own grid, or resampled to an asked `--pixel-size`,
     the grid of the imagery such a model is made for). Fine-tuning validates on a block of
-    each labelled area (blocks.py), training from scratch on whole images or strips; a
-    resumed run on the images it validated on before holds out those again (whatever
-    `--seed` now says), so it never trains on its own validation images."""
+    each labelled area (blocks.py), training from scratch on whole images or strips. Data
+    that holds all the images the base (or the resumed run) validated on gets those held
+    out again, whatever `--seed` says, so a later stage never trains on them."""
     fraction = config.val_fraction or 0.0
-    recorded = resumed.meta.get("training", {}).get("validation", []) if resumed else []
+    recorded = base.meta.get("training", {}).get("validation", []) if base else []
     again = split_by_names(samples, recorded) if fraction > 0 else None
     if again is not None:
         train, val = again
@@ -311,8 +311,7 @@ def start_run(config: TrainConfig) -> TrainingRun:
     if config.resume:
         base = load_bundle(config.out)
     samples = load_samples(config, base)
-    train, val = split_samples(config, samples, training_pixel_size(config, base),
-                               base if config.resume else None)
+    train, val = split_samples(config, samples, training_pixel_size(config, base), base)
     crop = crop_size(config, train)
     scaling = choose_scaling(train, base.meta if base else None)
     model, arch, encoder = build_model(config, base, samples[0].image.shape[0])
