@@ -175,15 +175,14 @@ def test_exported_corrections_are_a_training_folder(tmp_path, corrections_dir):
 
 def test_the_prue_loss_weighs_a_missed_boundary_above_a_missed_background_pixel():
     torch = pytest.importorskip("torch")
-    from farmseg.training.losses import LOSSES, segmentation_loss
+    from farmseg.training.losses import LOSSES
 
     target = torch.tensor([[[0, 1, 2, 1]]])  # background, field, boundary, field
 
     def loss_when_wrong_at(column: int, recipe: str) -> float:
         logits = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 6
         logits[0, :, 0, column] = torch.tensor([0.0, 6.0, 0.0])  # says field there
-        weights = torch.tensor(LOSSES[recipe].class_weights)
-        return float(segmentation_loss(logits, target, weights, LOSSES[recipe].log_cosh_dice))
+        return float(LOSSES[recipe](logits, target))
 
     def boundary_over_background(recipe: str) -> float:
         return loss_when_wrong_at(2, recipe) / loss_when_wrong_at(0, recipe)

@@ -15,6 +15,11 @@ class LossRecipe:
     class_weights: tuple[float, float, float]
     log_cosh_dice: bool
 
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """This recipe's loss of `logits` (N, 3, H, W) against `target` (N, H, W)."""
+        weights = torch.tensor(self.class_weights, device=logits.device)
+        return segmentation_loss(logits, target, weights, self.log_cosh_dice)
+
 
 LOSSES = {
     # boundary pixels are rare (about 4 %): weighted 3x

@@ -42,7 +42,7 @@ from farmseg.training.bundle_output import (
 )
 from farmseg.training.config import Familiarity, TrainConfig
 from farmseg.training.crops import CropSampler, RehearsalSampler, choose_scaling
-from farmseg.training.losses import LOSSES, segmentation_loss
+from farmseg.training.losses import LOSSES, LossRecipe
 from farmseg.training.metadata import (
     Figures,
     ModelFacts,
@@ -226,8 +226,7 @@ class Optimization:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     sampler: RehearsalSampler
-    class_weights: torch.Tensor
-    log_cosh_dice: bool
+    loss: LossRecipe
     autocast: torch.dtype | None
     steps: int  # per epoch
 
@@ -295,10 +294,8 @@ def make_optimization(config: TrainConfig, model: torch.nn.Module, device: torch
     autocast = training_autocast(device, config.precision)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   warmup_cosine(steps * config.epochs))
-    recipe = LOSSES[config.loss]
-    weights = torch.tensor(recipe.class_weights, device=device)
-    return Optimization(model, device, optimizer, scheduler, sampler, weights,
-                        recipe.log_cosh_dice, autocast, steps)
+    return Optimization(model, device, optimizer, scheduler, sampler, LOSSES[config.loss],
+                        autocast, steps)
 
 
 def start_run(config: TrainConfig) -> TrainingRun:
@@ -333,7 +330,7 @@ def train_step(opt: Optimization, batch: int) -> float:
     y = torch.from_numpy(masks).to(opt.device)
     with torch.autocast(opt.device.type, dtype=opt.autocast, enabled=opt.autocast is not None):
         logits = opt.model(x)
-    loss = segmentation_loss(logits.float(), y, opt.class_weights, opt.log_cosh_dice)
+    loss = opt.loss(logits.float(), y)
     opt.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     opt.optimizer.step()
