@@ -109,6 +109,17 @@ class ModelBundle:
         return int(self.meta.get("inference", {}).get("overlap", 64))
 
     @property
+    def validation_names(self) -> list[str]:
+        """The samples training validated on, as recorded: image names, `name[tag]` for a
+        strip or block of one (empty when the bundle records none)."""
+        return list(self.meta.get("training", {}).get("validation", []))
+
+    @property
+    def validation_images(self) -> list[str]:
+        """The names of the images training validated on (or on a part of)."""
+        return [name.split("[")[0] for name in self.validation_names]
+
+    @property
     def thresholds(self) -> dict[str, float]:
         return dict(self.meta.get("postprocess", {}))
 

@@ -84,7 +84,7 @@ def resampled_pair(image: Path, ref: Path, pixel_size: float, work: Path
 
 def validation_pairs(bundle: ModelBundle, data_dir: Path) -> list[tuple[Path, Path]]:
     """(image, instance raster) for the bundle's validation images found in `data_dir`."""
-    names = [n.split("[")[0] for n in bundle.meta.get("training", {}).get("validation", [])]
+    names = bundle.validation_images
     pairs = []
     for name in dict.fromkeys(names):
         image = Path(data_dir) / "images" / f"{name}.tif"

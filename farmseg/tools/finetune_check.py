@@ -176,7 +176,7 @@ def run_check(args: argparse.Namespace, build: Region, prefix: str) -> CheckRun:
     from farmseg.training.trainer import TrainConfig, train_job
 
     base = load_bundle(args.base, args.pixel)
-    names = [n.split("[")[0] for n in base.meta["training"]["validation"]][:4]
+    names = base.validation_images[:4]
     folder = (nullcontext(str(args.keep)) if args.keep
               else tempfile.TemporaryDirectory(prefix=prefix))
     with folder as tmp:

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=256)
     args = parser.parse_args(argv)
     base = load_bundle(args.base)
-    names = [n.split("[")[0] for n in base.meta["training"]["validation"]][:4]
+    names = base.validation_images[:4]
     with tempfile.TemporaryDirectory(prefix="farmseg-indomain-") as tmp:
         work = Path(tmp)
         train_dir, scenes = build_protocol(Path(args.data), names, work)

@@ -38,9 +38,8 @@ FP32_NODE_PREFIXES = ("/encoder/model/conv_stem/", "/encoder/model/blocks.0/",
 
 def calibration_tiles(bundle: ModelBundle, tile: int = 512) -> list[np.ndarray]:
     """Network inputs from the bundle's training images (never its validation images)."""
-    training = bundle.meta.get("training", {})
-    val = {n.split("[")[0] for n in training.get("validation", [])}
-    images = [Path(f) for f in training.get("files", []) if "/images/" in f
+    val = set(bundle.validation_images)
+    images = [Path(f) for f in bundle.meta.get("training", {}).get("files", []) if "/images/" in f
               and Path(f).stem not in val and Path(f).is_file()]
     norm = bundle.meta["normalize"]
     tiles = []

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from farmseg.models.bundle import load_bundle
 
     bundle = load_bundle(str(args.bundle))
-    held_out = {n.split("[")[0] for n in bundle.meta["training"]["validation"]}
+    held_out = set(bundle.validation_images)
     names = sorted(p.stem for p in (args.data / "images").glob("*.tif") if p.stem not in held_out)
     path = build_replay_set(args.data, names, args.bundle, pixel_size=bundle.pixel_size_m)
     with np.load(path, allow_pickle=False) as data:

@@ -138,7 +138,7 @@ def split_samples(config: TrainConfig, samples: list[Sample], pixel_size: float 
     that holds all the images the base (or the resumed run) validated on gets those held
     out again, whatever `--seed` says, so a later stage never trains on them."""
     fraction = config.val_fraction or 0.0
-    recorded = base.meta.get("training", {}).get("validation", []) if base else []
+    recorded = base.validation_names if base else []
     again = split_by_names(samples, recorded) if fraction > 0 else None
     if again is not None:
         train, val = again
